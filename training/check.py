@@ -132,7 +132,7 @@ class CheckReport:
         lines = [f"VOC root {self.root}"]
         lines += [f"  split {name:<12} {count:6d} ids" for name, count in self.split_counts.items()]
         total = int(self.class_pixels.sum())
-        lines.append(f"  pixel frequency over {total} labelled pixels:")
+        lines.append(f"  pixel frequency over {total} pixels:")
         names = list(voc.class_names[: self.num_classes])
         names += [f"class {i}" for i in range(len(names), self.num_classes)]
         rows = [(i, names[i]) for i in range(self.num_classes)]

@@ -1,7 +1,7 @@
 """Getting PASCAL VOC 2012 onto disk: resumable download, MD5 check, safe extraction.
 
-    >>> voc_root = download_voc2012("data")  # data/VOCdevkit/VOC2012, idempotent
-    >>> voc_root = download_voc2012("data", from_tar="~/Downloads/VOCtrainval_11-May-2012.tar")
+>>> voc_root = download_voc2012("data")  # data/VOCdevkit/VOC2012, idempotent
+>>> voc_root = download_voc2012("data", from_tar="~/Downloads/VOCtrainval_11-May-2012.tar")
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        )
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:  # nothing left past offset: the file is complete
             return
@@ -174,6 +176,8 @@ def download_voc2012(
     log.info("extracting %s into %s", tar_path, root)
     safe_extract(tar_path, root)
     if not voc_root.is_dir():
-        raise DownloadError(f"{tar_path} holds no {VOC2012_SUBDIR}/ folder; is it the VOC 2012 tar?")
+        raise DownloadError(
+            f"{tar_path} holds no {VOC2012_SUBDIR}/ folder; is it the VOC 2012 tar?"
+        )
     marker.write_text(md5 + "\n")
     return voc_root

@@ -27,8 +27,17 @@ Drawer = Callable[[np.ndarray, np.random.Generator, float, float, float], None]
 
 
 def _ellipse(mask, cx, cy, ax, ay, angle=0.0):
-    cv2.ellipse(mask, (round(cx), round(cy)), (max(1, round(ax)), max(1, round(ay))), angle,
-                0, 360, 1, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        mask,
+        (round(cx), round(cy)),
+        (max(1, round(ax)), max(1, round(ay))),
+        angle,
+        0,
+        360,
+        1,
+        -1,
+        cv2.LINE_AA,
+    )
 
 
 def _rect(mask, x0, y0, x1, y1):
@@ -57,8 +66,15 @@ def _draw_car(mask, rng, cx, by, h):
     wheel = h * 0.2
     _rect(mask, cx - w / 2, by - h * 0.62, cx + w / 2, by - wheel)
     cabin_w = w * rng.uniform(0.5, 0.65)
-    _poly(mask, [(cx - cabin_w / 2, by - h * 0.6), (cx - cabin_w * 0.35, by - h),
-                 (cx + cabin_w * 0.35, by - h), (cx + cabin_w / 2, by - h * 0.6)])
+    _poly(
+        mask,
+        [
+            (cx - cabin_w / 2, by - h * 0.6),
+            (cx - cabin_w * 0.35, by - h),
+            (cx + cabin_w * 0.35, by - h),
+            (cx + cabin_w / 2, by - h * 0.6),
+        ],
+    )
     for side in (-1, 1):
         _ellipse(mask, cx + side * w * 0.3, by - wheel, wheel, wheel)
 
@@ -71,22 +87,40 @@ def _draw_quadruped(mask, rng, cx, by, h, *, ears: bool):
     direction = rng.choice([-1, 1])
     head_x, head_y = cx + direction * w * 0.45, body_y - h * 0.3
     _ellipse(mask, head_x, head_y, h * 0.17, h * 0.15)
-    _poly(mask, [(cx + direction * w * 0.28, body_y - h * 0.1), (head_x, head_y - h * 0.05),
-                 (head_x, head_y + h * 0.12), (cx + direction * w * 0.3, body_y + h * 0.1)])
+    _poly(
+        mask,
+        [
+            (cx + direction * w * 0.28, body_y - h * 0.1),
+            (head_x, head_y - h * 0.05),
+            (head_x, head_y + h * 0.12),
+            (cx + direction * w * 0.3, body_y + h * 0.1),
+        ],
+    )
     if ears:
         for side in (-1, 1):
             ex = head_x + side * h * 0.09
-            _poly(mask, [(ex - h * 0.06, head_y - h * 0.08), (ex, head_y - h * 0.3),
-                         (ex + h * 0.06, head_y - h * 0.08)])
+            _poly(
+                mask,
+                [
+                    (ex - h * 0.06, head_y - h * 0.08),
+                    (ex, head_y - h * 0.3),
+                    (ex + h * 0.06, head_y - h * 0.08),
+                ],
+            )
     else:
         _ellipse(mask, head_x + direction * h * 0.12, head_y + h * 0.05, h * 0.1, h * 0.06)
     for fx in (-0.3, -0.18, 0.18, 0.3):
         x = cx + fx * w
         _rect(mask, x - h * 0.04, body_y, x + h * 0.04, by)
-    _poly(mask, [(cx - direction * w * 0.4, body_y - h * 0.05),
-                 (cx - direction * w * 0.62, body_y - h * 0.35),
-                 (cx - direction * w * 0.56, body_y - h * 0.38),
-                 (cx - direction * w * 0.36, body_y + h * 0.04)])
+    _poly(
+        mask,
+        [
+            (cx - direction * w * 0.4, body_y - h * 0.05),
+            (cx - direction * w * 0.62, body_y - h * 0.35),
+            (cx - direction * w * 0.56, body_y - h * 0.38),
+            (cx - direction * w * 0.36, body_y + h * 0.04),
+        ],
+    )
 
 
 def _draw_dog(mask, rng, cx, by, h):
@@ -117,8 +151,15 @@ def _draw_bottle(mask, rng, cx, by, h):
 
 def _draw_pottedplant(mask, rng, cx, by, h):
     w = h * rng.uniform(0.35, 0.45)
-    _poly(mask, [(cx - w / 2, by - h * 0.35), (cx + w / 2, by - h * 0.35),
-                 (cx + w * 0.35, by), (cx - w * 0.35, by)])
+    _poly(
+        mask,
+        [
+            (cx - w / 2, by - h * 0.35),
+            (cx + w / 2, by - h * 0.35),
+            (cx + w * 0.35, by),
+            (cx - w * 0.35, by),
+        ],
+    )
     for _ in range(int(rng.integers(4, 8))):
         angle = rng.uniform(-70, 70)
         length = h * rng.uniform(0.25, 0.4)
@@ -138,11 +179,21 @@ def _draw_bicycle(mask, rng, cx, by, h):
     r = h * 0.3
     thickness = max(1, round(h * 0.05))
     for side in (-1, 1):
-        cv2.circle(mask, (round(cx + side * r * 1.2), round(by - r)), round(r), 1, thickness,
-                   cv2.LINE_AA)
-    frame = np.array([(cx - r * 1.2, by - r), (cx, by - r), (cx + r * 0.5, by - h * 0.75),
-                      (cx - r * 0.4, by - h * 0.75), (cx, by - r), (cx + r * 1.2, by - r),
-                      (cx + r * 0.5, by - h * 0.75), (cx + r * 0.7, by - h)])
+        cv2.circle(
+            mask, (round(cx + side * r * 1.2), round(by - r)), round(r), 1, thickness, cv2.LINE_AA
+        )
+    frame = np.array(
+        [
+            (cx - r * 1.2, by - r),
+            (cx, by - r),
+            (cx + r * 0.5, by - h * 0.75),
+            (cx - r * 0.4, by - h * 0.75),
+            (cx, by - r),
+            (cx + r * 1.2, by - r),
+            (cx + r * 0.5, by - h * 0.75),
+            (cx + r * 0.7, by - h),
+        ]
+    )
     cv2.polylines(mask, [np.round(frame).astype(np.int32)], False, 1, thickness, cv2.LINE_AA)
 
 
@@ -195,7 +246,9 @@ def _texture(kind: str, shape: tuple[int, int], rng: np.random.Generator, scale:
         return np.where(d < period * 0.25, 1.35, 1.0)
     if kind == "noise":
         small = rng.normal(0, 0.15, (max(2, shape[0] // 6), max(2, shape[1] // 6)))
-        return 1.0 + cv2.resize(small.astype(np.float32), shape[::-1], interpolation=cv2.INTER_CUBIC)
+        return 1.0 + cv2.resize(
+            small.astype(np.float32), shape[::-1], interpolation=cv2.INTER_CUBIC
+        )
     return np.ones(shape, np.float32)
 
 
@@ -243,8 +296,11 @@ def draw_scene(
         region = mask > 0
         if not region.any():
             continue
-        color = _hsv(style.hue + rng.normal(0, 0.03), style.saturation + rng.normal(0, 0.1),
-                     style.value + rng.normal(0, 0.1))
+        color = _hsv(
+            style.hue + rng.normal(0, 0.03),
+            style.saturation + rng.normal(0, 0.1),
+            style.value + rng.normal(0, 0.1),
+        )
         texture = _texture(style.texture, (height, width), rng, size)
         shade = np.linspace(rng.uniform(0.8, 1.1), rng.uniform(0.8, 1.1), height)[:, None]
         image[region] = color * (texture * shade)[region][:, None]

@@ -126,9 +126,7 @@ def read_split_list(path: str | Path) -> list[str]:
     return ids
 
 
-def resolve_split(
-    root: str | Path, split: str, *, seed: int = DEFAULT_SPLIT_SEED
-) -> list[str]:
+def resolve_split(root: str | Path, split: str, *, seed: int = DEFAULT_SPLIT_SEED) -> list[str]:
     """Ids of a split, as the book defines them.
 
     ``train`` is train.txt; ``val`` and ``test`` are the first and second halves of val.txt

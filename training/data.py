@@ -1,0 +1,247 @@
+"""The tf.data training pipeline of chapter 8 of "TensorFlow in Action", without its bugs.
+
+List files → decode (in the graph) → cache → shuffle → crop-or-resize, flip, colour jitter
+(train) or resize (val/test) → batch → repeat → prefetch. Labels keep VOC's ids and 255.
+
+TensorFlow's PNG decoder expands palettes to RGB, so palettized masks are converted once by
+:func:`prepare_index_masks` into single-channel PNGs of class ids (validated on the way). After
+that no Python runs per sample: every step is a graph op.
+
+    >>> ds = make_dataset("VOCdevkit/VOC2012", "train", batch_size=8, augment=True,
+    ...                   shuffle=True, repeat=True, seed=1)
+    >>> images, labels = next(iter(ds))  # float32 [8,384,384,3] in [0,1], uint8 [8,384,384]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import tensorflow as tf
+
+from training import voc
+from training.check import DatasetError, inspect_samples
+
+log = logging.getLogger(__name__)
+
+INDEX_MASK_DIR = "SegmentationClassIndex"
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+# --- one-time conversion of palettized masks -------------------------------------------------
+
+
+def default_index_dir(voc_root: str | Path) -> Path:
+    """``<root>/SegmentationClassIndex`` when the root is writable, else a per-root user cache."""
+    root = Path(voc_root).resolve()
+    if os.access(root, os.W_OK):
+        return root / INDEX_MASK_DIR
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    return cache_home / "rc-segmentation" / f"{root.name}-{digest}" / INDEX_MASK_DIR
+
+
+def index_mask_path(index_dir: str | Path, sample_id: str) -> Path:
+    return Path(index_dir) / f"{sample_id}.png"
+
+
+def prepare_index_masks(
+    voc_root: str | Path,
+    ids: Sequence[str],
+    index_dir: str | Path | None = None,
+    *,
+    num_classes: int = voc.NUM_CLASSES,
+    progress: bool = True,
+) -> Path:
+    """Write each listed mask as a single-channel PNG of class ids, once.
+
+    Only masks whose index PNG is missing or older than the source are (re)converted; each of
+    those samples is checked first (image readable, mask palettized, values, sizes), and any
+    problem raises DatasetError listing all of them: no sample is dropped silently.
+    """
+    index_dir = Path(index_dir) if index_dir is not None else default_index_dir(voc_root)
+    stale = []
+    for sample_id in ids:
+        target = index_mask_path(index_dir, sample_id)
+        source = voc.mask_path(voc_root, sample_id)
+        if not (
+            target.exists()
+            and source.exists()
+            and target.stat().st_mtime_ns >= source.stat().st_mtime_ns
+        ):
+            stale.append(sample_id)
+    if not stale:
+        return index_dir
+    log.info("converting %d palettized masks into %s", len(stale), index_dir)
+    reports = inspect_samples(voc_root, stale, num_classes, "preparing masks" if progress else None)
+    problems = [problem for report in reports for problem in report.problems]
+    if problems:
+        raise DatasetError(problems, f"VOC root {voc_root}")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    for sample_id in stale:
+        target = index_mask_path(index_dir, sample_id)
+        partial = target.with_name(target.name + ".tmp.png")
+        if not cv2.imwrite(str(partial), voc.read_mask(voc.mask_path(voc_root, sample_id))):
+            raise OSError(f"could not write {partial}")
+        partial.replace(target)  # atomic: a reader never sees half a file
+    return index_dir
+
+
+# --- per-sample graph functions ----------------------------------------------------------------
+
+
+def normalize_image(image: tf.Tensor) -> tf.Tensor:
+    """uint8 RGB → float32 in [0, 1]. The one normalization used by training and export."""
+    return tf.cast(image, tf.float32) / 255.0
+
+
+def load_pair(image_file: tf.Tensor, mask_file: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Decode a JPEG (or PNG) image and an index mask: uint8 [H,W,3] and uint8 [H,W]."""
+    image = tf.io.decode_image(tf.io.read_file(image_file), channels=3, expand_animations=False)
+    mask = tf.io.decode_png(tf.io.read_file(mask_file), channels=1)
+    tf.debugging.assert_equal(
+        tf.shape(image)[:2],
+        tf.shape(mask)[:2],
+        message=tf.strings.format("image and mask sizes differ: {} vs {}", (image_file, mask_file)),
+    )
+    return image, mask[..., 0]
+
+
+def _resize_pair(image, mask, size):
+    """Bilinear for the image, nearest for the mask (so ids and 255 survive)."""
+    image = tf.image.resize(image, size, method="bilinear")
+    mask = tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
+    return image, mask
+
+
+def random_crop_or_resize(image, mask, seeds, input_size, resize_before_crop):
+    """The book's augmentation: with p=0.5 resize to ``resize_before_crop`` and crop
+    ``input_size`` at one random offset shared by image and mask, else resize to ``input_size``."""
+    choice_seed, crop_seed = seeds[0], seeds[1]
+    height, width = input_size
+
+    def resize_and_crop():
+        big_image, big_mask = _resize_pair(image, mask, resize_before_crop)
+        stacked = tf.concat([big_image, tf.cast(big_mask[..., None], tf.float32)], axis=-1)
+        crop = tf.image.stateless_random_crop(stacked, [height, width, 4], seed=crop_seed)
+        return crop[..., :3], tf.cast(crop[..., 3], tf.uint8)
+
+    def resize_only():
+        return _resize_pair(image, mask, input_size)
+
+    coin = tf.random.stateless_uniform([], seed=choice_seed)
+    return tf.cond(coin < 0.5, resize_and_crop, resize_only)
+
+
+def random_flip(image, mask, seed):
+    """Horizontal flip of image and mask together with p=0.5."""
+    flip = tf.random.stateless_uniform([], seed=seed) < 0.5
+    return (
+        tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image),
+        tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask),
+    )
+
+
+def color_jitter(image, seeds):
+    """Hue ±0.1, brightness ±0.1, contrast 0.8–1.2 on the image only, clipped back to [0, 1]."""
+    image = tf.image.stateless_random_hue(image, 0.1, seed=seeds[0])
+    image = tf.image.stateless_random_brightness(image, 0.1, seed=seeds[1])
+    image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seed=seeds[2])
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def augment_sample(image, mask, seed, *, input_size, resize_before_crop):
+    """Training transform of one decoded uint8 pair, deterministic given ``seed`` (int64 [2])."""
+    seeds = tf.random.experimental.stateless_split(seed, num=6)
+    image = normalize_image(image)
+    image, mask = random_crop_or_resize(image, mask, seeds[0:2], input_size, resize_before_crop)
+    image, mask = random_flip(image, mask, seeds[2])
+    image = color_jitter(image, seeds[3:6])
+    return _with_shapes(image, mask, input_size)
+
+
+def resize_sample(image, mask, *, input_size):
+    """Evaluation transform: resize only."""
+    image, mask = _resize_pair(normalize_image(image), mask, input_size)
+    return _with_shapes(image, mask, input_size)
+
+
+def _with_shapes(image, mask, input_size):
+    image = tf.ensure_shape(image, [*input_size, 3])
+    mask = tf.ensure_shape(mask, list(input_size))
+    return image, mask
+
+
+# --- the dataset -----------------------------------------------------------------------------
+
+
+def make_dataset(
+    voc_root: str | Path,
+    split: str,
+    *,
+    batch_size: int,
+    input_size: tuple[int, int] = (384, 384),
+    augment: bool = False,
+    resize_before_crop: tuple[int, int] = (444, 444),
+    shuffle: bool = False,
+    repeat: bool | int = False,
+    seed: int | None = None,
+    split_seed: int = voc.DEFAULT_SPLIT_SEED,
+    ids: Sequence[str] | None = None,
+    index_dir: str | Path | None = None,
+    cache: bool | str = True,
+    drop_remainder: bool = False,
+    num_classes: int = voc.NUM_CLASSES,
+    progress: bool = False,
+) -> tf.data.Dataset:
+    """Batches of ``(images float32 [B,H,W,3] in [0,1], labels uint8 [B,H,W])`` for a split.
+
+    ``split`` is resolved by :func:`training.voc.resolve_split` (``ids`` overrides it).
+    ``seed`` makes shuffling and augmentation reproducible; every repetition still draws new
+    augmentations. ``cache`` keeps decoded uint8 pairs in memory (True) or in a file (a path).
+    """
+    input_size = tuple(input_size)
+    resize_before_crop = tuple(resize_before_crop)
+    if augment and (resize_before_crop[0] < input_size[0] or resize_before_crop[1] < input_size[1]):
+        raise ValueError(
+            f"resize_before_crop {resize_before_crop} must be at least input_size {input_size}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    ids = list(ids) if ids is not None else voc.resolve_split(voc_root, split, seed=split_seed)
+    if not ids:
+        raise ValueError(f"split {split!r} of {voc_root} is empty")
+    index_dir = prepare_index_masks(
+        voc_root, ids, index_dir, num_classes=num_classes, progress=progress
+    )
+    image_files = [str(voc.image_path(voc_root, i)) for i in ids]
+    mask_files = [str(index_mask_path(index_dir, i)) for i in ids]
+
+    dataset = tf.data.Dataset.from_tensor_slices((image_files, mask_files))
+    dataset = dataset.map(load_pair, num_parallel_calls=AUTOTUNE)
+    if cache:
+        dataset = dataset.cache("" if cache is True else str(cache))
+    if shuffle:
+        dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        # One int64 [2] seed per element, drawn anew on every repetition.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda pair, element_seed: augment_sample(
+                *pair, element_seed, input_size=input_size, resize_before_crop=resize_before_crop
+            ),
+            num_parallel_calls=AUTOTUNE,
+        )
+    else:
+        dataset = dataset.map(
+            lambda image, mask: resize_sample(image, mask, input_size=input_size),
+            num_parallel_calls=AUTOTUNE,
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat:
+        dataset = dataset.repeat(None if repeat is True else int(repeat))
+    return dataset.prefetch(AUTOTUNE)
