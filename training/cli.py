@@ -58,9 +58,9 @@ def _synth(args: argparse.Namespace) -> int:
         classes=args.classes,
         val_fraction=args.val_fraction,
     )
-    print(
-        f"wrote {args.count} synthetic {args.size[0]}x{args.size[1]} samples ({', '.join(args.classes)}) to {out}"
-    )
+    width, height = args.size
+    classes = ", ".join(args.classes)
+    print(f"wrote {args.count} synthetic {width}x{height} samples ({classes}) to {out}")
     return 0
 
 
