@@ -163,11 +163,10 @@ def check_root(
     """Verify every sample named by the split lists (all of ImageSets/Segmentation by default)."""
     root = Path(root)
     problems: list[Problem] = []
-    split_dir = root / voc.SPLIT_DIR
     if lists is None:
-        lists = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
+        lists = voc.split_list_names(root) if (root / voc.SPLIT_DIR).is_dir() else []
         if not lists:
-            problems.append(Problem(split_dir, "no split lists (*.txt) found"))
+            problems.append(Problem(root / voc.SPLIT_DIR, "no split lists (*.txt) found"))
     split_counts, all_ids = {}, {}
     for name in lists:
         try:

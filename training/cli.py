@@ -67,11 +67,12 @@ def _synth(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from training.data import prepare_index_masks
 
+    lists = args.lists or voc.split_list_names(args.root)
     ids: dict[str, None] = {}
-    for split in args.splits:
-        ids.update(dict.fromkeys(voc.resolve_split(args.root, split)))
+    for name in lists:
+        ids.update(dict.fromkeys(voc.read_split_list(voc.split_list_path(args.root, name))))
     index_dir = prepare_index_masks(args.root, list(ids), args.index_dir)
-    print(f"index masks for {len(ids)} samples ({', '.join(args.splits)}) in {index_dir}")
+    print(f"index masks for {len(ids)} samples ({', '.join(lists)}) in {index_dir}")
     return 0
 
 
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data_commands.add_parser("prepare", help="convert palettized masks to index PNGs once")
     p.add_argument("--root", type=Path, required=True)
-    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--lists", nargs="+", help="split lists to cover (default: all of them)")
     p.add_argument("--index-dir", type=Path, help="default: ROOT/SegmentationClassIndex")
     p.set_defaults(func=_prepare)
 

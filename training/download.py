@@ -71,6 +71,10 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
             while chunk := response.read(CHUNK_BYTES):
                 out.write(chunk)
                 bar.update(len(chunk))
+    # urllib returns a short body without complaint when the peer closes early.
+    got = part.stat().st_size
+    if total is not None and got < total:
+        raise ConnectionError(f"connection closed after {got} of {total} bytes")
 
 
 def download_file(
@@ -80,12 +84,14 @@ def download_file(
     md5: str,
     retries: int = 3,
     timeout: float = 60.0,
+    backoff_s: float = 1.0,
     progress: bool = True,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` across cuts and runs; verify MD5.
 
     A cut connection is retried ``retries`` times from where it stopped; if it still fails the
-    partial file is kept, so running again resumes. A complete file with the wrong checksum is
+    partial file is kept, so running again resumes. Waits ``backoff_s``, doubling, between
+    attempts. A complete file with the wrong checksum is
     removed (resuming it could never succeed) and DownloadError says so.
     """
     dest = Path(dest)
@@ -111,7 +117,7 @@ def download_file(
                     f"download of {url} failed after {retries} attempts ({error}); partial file "
                     f"kept at {part} ({kept} bytes): run the same command to resume"
                 ) from error
-            time.sleep(min(2.0**attempt, 30.0) * 0.1)
+            time.sleep(min(backoff_s * 2 ** (attempt - 1), 30.0))
     got = file_md5(part)
     if got != md5:
         size = part.stat().st_size
@@ -134,6 +140,8 @@ def safe_extract(tar_path: str | Path, dest: str | Path) -> None:
         members = tar.getmembers()
         for member in members:
             try:
+                if Path(member.name).is_absolute():  # data_filter would silently re-root it
+                    raise tarfile.AbsolutePathError(member)
                 tarfile.data_filter(member, str(dest))
             except tarfile.FilterError as error:
                 raise DownloadError(

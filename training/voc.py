@@ -29,6 +29,7 @@ __all__ = [
     "read_split_list",
     "resolve_split",
     "rgb_to_mask",
+    "split_list_names",
     "split_list_path",
     "voc_colormap",
     "write_mask",
@@ -113,6 +114,14 @@ def rgb_to_mask(rgb: np.ndarray, palette: np.ndarray | None = None) -> np.ndarra
             f"palette ({int((~known).sum())} pixels with unknown colours)"
         )
     return order[pos].astype(np.uint8)
+
+
+def split_list_names(root: str | Path) -> list[str]:
+    """Names of the split lists a root has (``train``, ``val``, …), sorted."""
+    split_dir = Path(root) / SPLIT_DIR
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir} does not exist: not a VOC-format root")
+    return sorted(p.stem for p in split_dir.glob("*.txt"))
 
 
 def read_split_list(path: str | Path) -> list[str]:
