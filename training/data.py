@@ -126,9 +126,18 @@ def random_crop_or_resize(image, mask, seeds, input_size, resize_before_crop):
 
     def resize_and_crop():
         big_image, big_mask = _resize_pair(image, mask, resize_before_crop)
-        stacked = tf.concat([big_image, tf.cast(big_mask[..., None], tf.float32)], axis=-1)
-        crop = tf.image.stateless_random_crop(stacked, [height, width, 4], seed=crop_seed)
-        return crop[..., :3], tf.cast(crop[..., 3], tf.uint8)
+        # One offset for both: slicing each is cheaper than stacking them for random_crop.
+        limit = tf.constant([resize_before_crop[0] - height + 1, resize_before_crop[1] - width + 1])
+        offset = (
+            tf.random.stateless_uniform(
+                [2], seed=crop_seed, minval=0, maxval=tf.int32.max, dtype=tf.int32
+            )
+            % limit
+        )
+        return (
+            tf.slice(big_image, [offset[0], offset[1], 0], [height, width, 3]),
+            tf.slice(big_mask, offset, [height, width]),
+        )
 
     def resize_only():
         return _resize_pair(image, mask, input_size)
