@@ -23,6 +23,13 @@ SMALL = (96, 128)  # (height, width) of network inputs in these tests
 BIG = (112, 150)
 
 
+def small_train_set(root, index_dir, **options):
+    """The train split at test sizes; ``options`` are make_dataset's other arguments."""
+    return make_dataset(
+        root, "train", input_size=SMALL, resize_before_crop=BIG, index_dir=index_dir, **options
+    )
+
+
 def _source_values(root, split):
     ids = voc.resolve_split(root, split)
     return set(
@@ -32,16 +39,8 @@ def _source_values(root, split):
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_batches_shapes_dtypes_and_values(synth_root, tmp_path, augment):
-    ds = make_dataset(
-        synth_root,
-        "train",
-        batch_size=5,
-        input_size=SMALL,
-        resize_before_crop=BIG,
-        augment=augment,
-        shuffle=augment,
-        seed=0,
-        index_dir=tmp_path,
+    ds = small_train_set(
+        synth_root, tmp_path, batch_size=5, augment=augment, shuffle=augment, seed=0
     )
     batches = list(ds)
     assert [b[0].shape[0] for b in batches] == [5, 5, 2]
@@ -72,17 +71,8 @@ def test_real_voc_files(voc_sample):
 
 
 def test_no_python_in_the_graph(synth_root, tmp_path):
-    ds = make_dataset(
-        synth_root,
-        "train",
-        batch_size=2,
-        input_size=SMALL,
-        resize_before_crop=BIG,
-        augment=True,
-        shuffle=True,
-        repeat=True,
-        seed=0,
-        index_dir=tmp_path,
+    ds = small_train_set(
+        synth_root, tmp_path, batch_size=2, augment=True, shuffle=True, repeat=True, seed=0
     )
     graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
     ops = {node.op for node in graph.node} | {
@@ -98,17 +88,8 @@ def _take(ds, n):
 
 def test_deterministic_under_seed_and_new_augmentation_each_epoch(synth_root, tmp_path):
     def build(seed):
-        return make_dataset(
-            synth_root,
-            "train",
-            batch_size=4,
-            input_size=SMALL,
-            resize_before_crop=BIG,
-            augment=True,
-            shuffle=True,
-            repeat=True,
-            seed=seed,
-            index_dir=tmp_path,
+        return small_train_set(
+            synth_root, tmp_path, batch_size=4, augment=True, shuffle=True, repeat=True, seed=seed
         )
 
     first, again, other = _take(build(7), 6), _take(build(7), 6), _take(build(8), 6)
@@ -168,18 +149,7 @@ def test_full_augmentation_keeps_alignment(grey_coded_root, tmp_path):
     """Through make_dataset: after crop, flip and colour jitter each image is still an affine
     function of its label's grey level (brightness/contrast are affine, hue leaves grey alone)."""
     root, levels = grey_coded_root
-    ds = make_dataset(
-        root,
-        "train",
-        batch_size=4,
-        input_size=SMALL,
-        resize_before_crop=BIG,
-        augment=True,
-        shuffle=True,
-        repeat=2,
-        seed=3,
-        index_dir=tmp_path,
-    )
+    ds = small_train_set(root, tmp_path, batch_size=4, augment=True, shuffle=True, repeat=2, seed=3)
     for images, labels in ds:
         for image, label in zip(images.numpy(), labels.numpy(), strict=True):
             inside = _interior(label, 7)
