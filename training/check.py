@@ -45,12 +45,16 @@ class SampleReport:
     sample_id: str
     problems: list[Problem] = field(default_factory=list)
     class_pixels: np.ndarray | None = None  # 256 bins: pixel count of each mask value
+    mask: np.ndarray | None = None  # the class ids, when asked for with keep_mask
 
 
 def inspect_sample(
-    root: str | Path, sample_id: str, num_classes: int = voc.NUM_CLASSES
+    root: str | Path, sample_id: str, num_classes: int = voc.NUM_CLASSES, keep_mask: bool = False
 ) -> SampleReport:
-    """Check one image/mask pair; the image is fully decoded so truncated files are caught."""
+    """Check one image/mask pair; the image is fully decoded so truncated files are caught.
+
+    ``keep_mask`` returns the decoded class ids in the report, for callers that convert them.
+    """
     report = SampleReport(sample_id)
     image_file, mask_file = voc.image_path(root, sample_id), voc.mask_path(root, sample_id)
     image_size = mask_size = None
@@ -75,6 +79,8 @@ def inspect_sample(
                 )
             else:
                 mask = np.asarray(mask_image)
+                if keep_mask:
+                    report.mask = mask
                 report.class_pixels = np.bincount(mask.ravel(), minlength=256)
                 allowed = np.zeros(256, bool)
                 allowed[:num_classes] = allowed[voc.IGNORE_LABEL] = True

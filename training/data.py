@@ -18,13 +18,15 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import tensorflow as tf
+from tqdm import tqdm
 
 from training import voc
-from training.check import DatasetError, inspect_samples
+from training.check import DatasetError, Problem, inspect_sample
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,8 @@ def prepare_index_masks(
     """Write each listed mask as a single-channel PNG of class ids, once.
 
     Only masks whose index PNG is missing or older than the source are (re)converted; each of
-    those samples is checked first (image readable, mask palettized, values, sizes), and any
-    problem raises DatasetError listing all of them: no sample is dropped silently.
+    those samples is checked as it is read (image readable, mask palettized, values, sizes),
+    and any problem raises DatasetError listing all of them: no sample is dropped silently.
     """
     index_dir = Path(index_dir) if index_dir is not None else default_index_dir(voc_root)
     stale = []
@@ -77,17 +79,29 @@ def prepare_index_masks(
     if not stale:
         return index_dir
     log.info("converting %d palettized masks into %s", len(stale), index_dir)
-    reports = inspect_samples(voc_root, stale, num_classes, "preparing masks" if progress else None)
-    problems = [problem for report in reports for problem in report.problems]
+    index_dir.mkdir(parents=True, exist_ok=True)
+
+    def convert(sample_id: str) -> list[Problem]:
+        report = inspect_sample(voc_root, sample_id, num_classes, keep_mask=True)
+        if not report.problems:
+            target = index_mask_path(index_dir, sample_id)
+            partial = target.with_name(target.name + ".tmp.png")
+            if not cv2.imwrite(str(partial), report.mask):
+                return [Problem(partial, "could not write the index mask")]
+            partial.replace(target)  # atomic: a reader never sees half a file
+        return report.problems
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(convert, stale)
+        problems = [
+            problem
+            for found in tqdm(
+                results, total=len(stale), desc="preparing masks", disable=not progress
+            )
+            for problem in found
+        ]
     if problems:
         raise DatasetError(problems, f"VOC root {voc_root}")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    for sample_id in stale:
-        target = index_mask_path(index_dir, sample_id)
-        partial = target.with_name(target.name + ".tmp.png")
-        if not cv2.imwrite(str(partial), voc.read_mask(voc.mask_path(voc_root, sample_id))):
-            raise OSError(f"could not write {partial}")
-        partial.replace(target)  # atomic: a reader never sees half a file
     return index_dir
 
 
