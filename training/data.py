@@ -15,6 +15,7 @@ that no Python runs per sample: every step is a graph op.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from training.check import DatasetError, Problem, inspect_sample
 log = logging.getLogger(__name__)
 
 INDEX_MASK_DIR = "SegmentationClassIndex"
+MANIFEST_NAME = "manifest.json"
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -61,21 +63,22 @@ def prepare_index_masks(
 ) -> Path:
     """Write each listed mask as a single-channel PNG of class ids, once.
 
-    Only masks whose index PNG is missing or older than the source are (re)converted; each of
-    those samples is checked as it is read (image readable, mask palettized, values, sizes),
-    and any problem raises DatasetError listing all of them: no sample is dropped silently.
+    A manifest in ``index_dir`` records each source's (mtime, size) and the ``num_classes`` its
+    values were checked against; only masks that are new, changed in any way, or were checked
+    for another ``num_classes`` are (re)converted. Each of those is checked as it is read
+    (image readable, mask palettized, values, sizes), and any problem raises DatasetError
+    listing all of them: no sample is dropped silently.
     """
     index_dir = Path(index_dir) if index_dir is not None else default_index_dir(voc_root)
-    stale = []
-    for sample_id in ids:
-        target = index_mask_path(index_dir, sample_id)
-        source = voc.mask_path(voc_root, sample_id)
-        if not (
-            target.exists()
-            and source.exists()
-            and target.stat().st_mtime_ns >= source.stat().st_mtime_ns
-        ):
-            stale.append(sample_id)
+    manifest = _read_manifest(index_dir, num_classes)
+    stamps = {sample_id: _source_stamp(voc_root, sample_id) for sample_id in ids}
+    stale = [
+        sample_id
+        for sample_id, stamp in stamps.items()
+        if stamp is None
+        or manifest.get(sample_id) != stamp
+        or not index_mask_path(index_dir, sample_id).exists()
+    ]
     if not stale:
         return index_dir
     log.info("converting %d palettized masks into %s", len(stale), index_dir)
@@ -93,16 +96,43 @@ def prepare_index_masks(
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         results = pool.map(convert, stale)
-        problems = [
-            problem
-            for found in tqdm(
-                results, total=len(stale), desc="preparing masks", disable=not progress
+        found = dict(
+            zip(
+                stale,
+                tqdm(results, total=len(stale), desc="preparing masks", disable=not progress),
+                strict=True,
             )
-            for problem in found
-        ]
+        )
+    problems = [problem for sample_problems in found.values() for problem in sample_problems]
+    manifest.update({i: stamps[i] for i, sample_problems in found.items() if not sample_problems})
+    _write_manifest(index_dir, num_classes, manifest)
     if problems:
         raise DatasetError(problems, f"VOC root {voc_root}")
     return index_dir
+
+
+def _source_stamp(voc_root: str | Path, sample_id: str) -> list[int] | None:
+    """(mtime_ns, size) of a source mask: any replacement, even by an older file, changes it."""
+    try:
+        stat = voc.mask_path(voc_root, sample_id).stat()
+    except FileNotFoundError:
+        return None
+    return [stat.st_mtime_ns, stat.st_size]
+
+
+def _read_manifest(index_dir: Path, num_classes: int) -> dict[str, list[int]]:
+    """Source stamps of the index masks in ``index_dir`` that were checked for ``num_classes``."""
+    try:
+        manifest = json.loads((index_dir / MANIFEST_NAME).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return manifest["sources"] if manifest.get("num_classes") == num_classes else {}
+
+
+def _write_manifest(index_dir: Path, num_classes: int, sources: dict[str, list[int]]) -> None:
+    partial = index_dir / (MANIFEST_NAME + ".tmp")
+    partial.write_text(json.dumps({"num_classes": num_classes, "sources": sources}))
+    partial.replace(index_dir / MANIFEST_NAME)
 
 
 # --- per-sample graph functions ----------------------------------------------------------------

@@ -31,6 +31,14 @@ class DownloadError(RuntimeError):
     """Download, verification or extraction failed; the message says what was kept."""
 
 
+def normalize_md5(md5: str) -> str:
+    """Lower-case hex digest; mirrors often print MD5s in upper case."""
+    digest = md5.strip().lower()
+    if len(digest) != 32 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"expected an MD5 of 32 hex digits, got {md5!r}")
+    return digest
+
+
 def file_md5(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "md5").hexdigest()
@@ -49,11 +57,12 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
             return
         raise
     with response:
-        if offset and response.status == 206:
+        resumed_at = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+        if offset and response.status == 206 and resumed_at == str(offset):
             mode = "ab"
         else:
             if offset:
-                log.warning("%s ignored the Range request; downloading from the start", url)
+                log.warning("%s did not resume at byte %d; downloading from the start", url, offset)
             offset, mode = 0, "wb"
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length else None
@@ -94,6 +103,7 @@ def download_file(
     attempts. A complete file with the wrong checksum is
     removed (resuming it could never succeed) and DownloadError says so.
     """
+    md5 = normalize_md5(md5)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
@@ -109,15 +119,20 @@ def download_file(
         try:
             _fetch_once(url, part, timeout, progress)
             break
+        except urllib.error.HTTPError as error:
+            if error.code < 500:  # the request itself is wrong: retrying cannot help
+                raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
+            failure: Exception = error
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            kept = part.stat().st_size if part.exists() else 0
-            log.warning("download attempt %d/%d failed: %s", attempt, retries, error)
-            if attempt == retries:
-                raise DownloadError(
-                    f"download of {url} failed after {retries} attempts ({error}); partial file "
-                    f"kept at {part} ({kept} bytes): run the same command to resume"
-                ) from error
-            time.sleep(min(backoff_s * 2 ** (attempt - 1), 30.0))
+            failure = error
+        kept = part.stat().st_size if part.exists() else 0
+        log.warning("download attempt %d/%d failed: %s", attempt, retries, failure)
+        if attempt == retries:
+            raise DownloadError(
+                f"download of {url} failed after {retries} attempts ({failure}); partial file "
+                f"kept at {part} ({kept} bytes): run the same command to resume"
+            ) from failure
+        time.sleep(min(backoff_s * 2 ** (attempt - 1), 30.0))
     got = file_md5(part)
     if got != md5:
         size = part.stat().st_size
@@ -164,6 +179,7 @@ def download_voc2012(
     Returns the VOC root ``root/VOCdevkit/VOC2012``. Idempotent: a finished extraction of the
     same archive is recognised by its marker and nothing is done again.
     """
+    md5 = normalize_md5(md5)
     root = Path(root)
     voc_root = root / VOC2012_SUBDIR
     marker = voc_root / EXTRACTED_MARKER

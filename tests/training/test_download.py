@@ -34,6 +34,9 @@ class RangeServer:
                 pass
 
             def do_GET(self):
+                if not self.path.endswith(VOC2012_TAR_NAME):
+                    self.send_error(404)
+                    return
                 requested = self.headers.get("Range")
                 server.ranges.append(requested)
                 start = int(requested.removeprefix("bytes=").split("-")[0]) if requested else 0
@@ -134,6 +137,24 @@ def test_server_refusing_is_a_clear_error(tmp_path):
         url = server.url.replace(VOC2012_TAR_NAME, "missing")
     with pytest.raises(DownloadError, match="failed after 1 attempts"):
         download_file(url, tmp_path / "f.tar", md5="0" * 32, retries=1, progress=False)
+
+
+def test_client_error_is_not_retried_and_not_called_resumable(tmp_path):
+    with RangeServer(b"x") as server, pytest.raises(DownloadError, match=r"HTTP 404") as caught:
+        download_file(server.url + ".missing", tmp_path / "f.tar", md5="0" * 32, progress=False)
+    assert "resume" not in str(caught.value)
+    assert server.ranges == []
+
+
+def test_md5_in_upper_case_is_accepted_and_garbage_refused(tmp_path):
+    payload = b"abc" * 1000
+    with RangeServer(payload) as server:
+        dest = download_file(
+            server.url, tmp_path / "f.tar", md5=md5(payload).upper(), progress=False
+        )
+    assert dest.read_bytes() == payload
+    with pytest.raises(ValueError, match="expected an MD5 of 32 hex digits, got 'xyz'"):
+        download_file(server.url, tmp_path / "g.tar", md5="xyz", progress=False)
 
 
 @pytest.mark.parametrize("bad_name", ["../escape.txt", "/abs/escape.txt", "VOCdevkit/../../x"])
