@@ -71,7 +71,9 @@ def _prepare(args: argparse.Namespace) -> int:
     ids: dict[str, None] = {}
     for name in lists:
         ids.update(dict.fromkeys(voc.read_split_list(voc.split_list_path(args.root, name))))
-    index_dir = prepare_index_masks(args.root, list(ids), args.index_dir)
+    index_dir = prepare_index_masks(
+        args.root, list(ids), args.index_dir, num_classes=args.num_classes
+    )
     print(f"index masks for {len(ids)} samples ({', '.join(lists)}) in {index_dir}")
     return 0
 
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, required=True)
     p.add_argument("--lists", nargs="+", help="split lists to cover (default: all of them)")
     p.add_argument("--index-dir", type=Path, help="default: ROOT/SegmentationClassIndex")
+    p.add_argument("--num-classes", type=int, default=voc.NUM_CLASSES)
     p.set_defaults(func=_prepare)
 
     p = data_commands.add_parser("preview", help="PNG grid of pipeline outputs")

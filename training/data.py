@@ -126,7 +126,9 @@ def _read_manifest(index_dir: Path, num_classes: int) -> dict[str, list[int]]:
         manifest = json.loads((index_dir / MANIFEST_NAME).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    return manifest["sources"] if manifest.get("num_classes") == num_classes else {}
+    if manifest.get("num_classes") != num_classes:
+        return {}
+    return manifest.get("sources", {})
 
 
 def _write_manifest(index_dir: Path, num_classes: int, sources: dict[str, list[int]]) -> None:
@@ -193,9 +195,8 @@ def random_crop_or_resize(image, mask, seeds, input_size, resize_before_crop):
 def random_flip(image, mask, seed):
     """Horizontal flip of image and mask together with p=0.5."""
     flip = tf.random.stateless_uniform([], seed=seed) < 0.5
-    return (
-        tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image),
-        tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask),
+    return tf.cond(
+        flip, lambda: (tf.reverse(image, [1]), tf.reverse(mask, [1])), lambda: (image, mask)
     )
 
 

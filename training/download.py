@@ -100,8 +100,8 @@ def download_file(
 
     A cut connection is retried ``retries`` times from where it stopped; if it still fails the
     partial file is kept, so running again resumes. Waits ``backoff_s``, doubling, between
-    attempts. A complete file with the wrong checksum is
-    removed (resuming it could never succeed) and DownloadError says so.
+    attempts. A complete file with the wrong checksum is removed (resuming it could never
+    succeed) and DownloadError says so.
     """
     md5 = normalize_md5(md5)
     dest = Path(dest)

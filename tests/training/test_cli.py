@@ -50,6 +50,8 @@ def test_synth_check_prepare_preview(tmp_path):
     result = run("prepare", "--root", root)
     assert result.returncode == 0, result.stderr
     assert len(list((root / "SegmentationClassIndex").glob("*.png"))) == 6
+    result = run("prepare", "--root", root, "--num-classes", "2")
+    assert result.returncode == 1 and "expected 0–1 and 255" in result.stderr
 
     out = tmp_path / "grid.png"
     result = run(

@@ -254,3 +254,12 @@ def test_argument_errors(synth_root, tmp_path):
         )
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(synth_root, "train", batch_size=0, index_dir=tmp_path)
+
+
+def test_unreadable_manifest_means_convert_again(synth_root, tmp_path):
+    ids = voc.resolve_split(synth_root, "train")
+    prepare_index_masks(synth_root, ids, tmp_path, progress=False)
+    (tmp_path / "manifest.json").write_text('{"num_classes": 21}')  # no "sources"
+    before = index_mask_path(tmp_path, ids[0]).stat().st_mtime_ns
+    prepare_index_masks(synth_root, ids, tmp_path, progress=False)
+    assert index_mask_path(tmp_path, ids[0]).stat().st_mtime_ns > before
