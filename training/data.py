@@ -1,7 +1,8 @@
 """The tf.data training pipeline of chapter 8 of "TensorFlow in Action", without its bugs.
 
-List files → decode (in the graph) → cache → shuffle → crop-or-resize, flip, colour jitter
-(train) or resize (val/test) → batch → repeat → prefetch. Labels keep VOC's ids and 255.
+List files → decode (in the graph) → cache → per epoch: shuffle → crop-or-resize, flip,
+colour jitter (train) or resize (val/test) → batch; epochs in sequence → prefetch. Labels keep
+VOC's ids and 255.
 
 TensorFlow's PNG decoder expands palettes to RGB, so palettized masks are converted once by
 :func:`prepare_index_masks` into single-channel PNGs of class ids (validated on the way). After
@@ -233,6 +234,15 @@ def _with_shapes(image, mask, input_size):
 # --- the dataset -----------------------------------------------------------------------------
 
 
+def _epoch_seeds(seed: int, epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(shuffle seed, augmentation key) for one epoch: int64 scalars derived from (seed, epoch)."""
+    pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    drawn = tf.random.stateless_uniform(
+        [2], seed=pair, minval=0, maxval=tf.int64.max, dtype=tf.int64
+    )
+    return drawn[0], drawn[1]
+
+
 def make_dataset(
     voc_root: str | Path,
     split: str,
@@ -251,12 +261,16 @@ def make_dataset(
     drop_remainder: bool = False,
     num_classes: int = voc.NUM_CLASSES,
     progress: bool = False,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 [B,H,W,3] in [0,1], labels uint8 [B,H,W])`` for a split.
 
     ``split`` is resolved by :func:`training.voc.resolve_split` (``ids`` overrides it).
-    ``seed`` makes shuffling and augmentation reproducible; every repetition still draws new
-    augmentations. ``cache`` keeps decoded uint8 pairs in memory (True) or in a file (a path).
+    ``seed`` makes shuffling and augmentation reproducible; every epoch (repetition) draws a
+    new order and new augmentations, a function of ``(seed, epoch)`` only: ``first_epoch=k``
+    starts the stream at epoch k, as a resumed training run needs. Without ``repeat`` the
+    dataset is one epoch, the same one each time it is iterated. ``cache`` keeps decoded uint8
+    pairs in memory (True) or in a file (a path).
     """
     input_size = tuple(input_size)
     resize_before_crop = tuple(resize_before_crop)
@@ -275,27 +289,39 @@ def make_dataset(
     image_files = [str(voc.image_path(voc_root, i)) for i in ids]
     mask_files = [str(index_mask_path(index_dir, i)) for i in ids]
 
-    dataset = tf.data.Dataset.from_tensor_slices((image_files, mask_files))
-    dataset = dataset.map(load_pair, num_parallel_calls=AUTOTUNE)
+    pairs = tf.data.Dataset.from_tensor_slices((image_files, mask_files))
+    pairs = pairs.map(load_pair, num_parallel_calls=AUTOTUNE)
     if cache:
-        dataset = dataset.cache("" if cache is True else str(cache))
-    if shuffle:
-        dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
-    if augment:
-        # One int64 [2] seed per element, drawn anew on every repetition.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda pair, element_seed: augment_sample(
-                *pair, element_seed, input_size=input_size, resize_before_crop=resize_before_crop
-            ),
-            num_parallel_calls=AUTOTUNE,
-        )
-    else:
-        dataset = dataset.map(
-            lambda image, mask: resize_sample(image, mask, input_size=input_size),
-            num_parallel_calls=AUTOTUNE,
-        )
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    if repeat:
-        dataset = dataset.repeat(None if repeat is True else int(repeat))
+        pairs = pairs.cache("" if cache is True else str(cache))
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        shuffle_seed, augment_key = _epoch_seeds(seed, epoch)
+        dataset = pairs
+        if shuffle:
+            dataset = dataset.shuffle(len(ids), seed=shuffle_seed, reshuffle_each_iteration=False)
+        if augment:
+            dataset = dataset.enumerate().map(
+                lambda position, pair: augment_sample(
+                    *pair,
+                    tf.stack([augment_key, position]),
+                    input_size=input_size,
+                    resize_before_crop=resize_before_crop,
+                ),
+                num_parallel_calls=AUTOTUNE,
+            )
+        else:
+            dataset = dataset.map(
+                lambda image, mask: resize_sample(image, mask, input_size=input_size),
+                num_parallel_calls=AUTOTUNE,
+            )
+        return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+    # Epoch e's order and augmentations depend only on (seed, e), so a resumed run that starts
+    # at ``first_epoch`` sees exactly the batches the uninterrupted run saw. The decoded cache
+    # above is shared by every epoch.
+    epoch_count = 1 if not repeat else (None if repeat is True else int(repeat))
+    last_epoch = tf.int64.max if epoch_count is None else first_epoch + epoch_count
+    dataset = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(one_epoch)
     return dataset.prefetch(AUTOTUNE)

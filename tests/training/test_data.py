@@ -112,6 +112,29 @@ def test_deterministic_under_seed_and_new_augmentation_each_epoch(synth_root, tm
         np.testing.assert_array_equal(x1, x2)
 
 
+def test_a_stream_started_at_epoch_k_equals_the_full_stream_from_epoch_k(synth_root, tmp_path):
+    """A resumed training run (first_epoch=k) must see the batches the uninterrupted run saw."""
+
+    def build(first_epoch):
+        return small_train_set(
+            synth_root,
+            tmp_path,
+            batch_size=4,
+            augment=True,
+            shuffle=True,
+            repeat=True,
+            seed=5,
+            first_epoch=first_epoch,
+        )
+
+    full = _take(build(0), 9)  # 12 train samples: 3 batches per epoch
+    resumed = _take(build(2), 3)
+    for (x1, y1), (x2, y2) in zip(full[6:], resumed, strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(full[0][0], resumed[0][0])
+
+
 def _interior(mask, size=5):
     kernel = np.ones((size, size), np.uint8)
     return cv2.erode(mask, kernel) == cv2.dilate(mask, kernel)
