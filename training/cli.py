@@ -1,6 +1,5 @@
-"""Command line: ``python -m training data {download,check,synth,prepare,preview} …``.
-
-Later commands (train, evaluate, export) join as further subcommands.
+"""Command line: ``python -m training data {download,check,synth,prepare,preview} …`` and
+``python -m training {train,evaluate,predict,model-info} …`` (see :mod:`training.cli_model`).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from training import voc
 from training.check import DatasetError
+from training.cli_model import add_model_commands
 from training.download import VOC2012_MD5, VOC2012_URL, DownloadError
 
 
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=size_arg, default=(384, 384), help="WIDTHxHEIGHT")
     p.add_argument("--index-dir", type=Path)
     p.set_defaults(func=_preview)
+
+    add_model_commands(commands)
     return parser
 
 
@@ -158,6 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (DatasetError, DownloadError, FileNotFoundError, ValueError) as error:
+    except (DatasetError, DownloadError, FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

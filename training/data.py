@@ -234,6 +234,24 @@ def _with_shapes(image, mask, input_size):
 # --- the dataset -----------------------------------------------------------------------------
 
 
+def _shuffle_with_tensor_seed(
+    dataset: tf.data.Dataset, buffer_size: int, seed: tf.Tensor
+) -> tf.data.Dataset:
+    """``Dataset.shuffle`` seeded by a tensor only, whatever TF's global seed is.
+
+    Called while tracing an epoch's function. ``shuffle`` combines its seed with the global one
+    (``tf.random.set_seed``, which ``keras.utils.set_random_seed`` sets); a global seed of 0
+    makes that code compare the symbolic seed in Python and fail. The traced function's graph
+    is given no global seed, so the order depends on ``seed`` alone.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    global_seed, graph.seed = graph.seed, None
+    try:
+        return dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=False)
+    finally:
+        graph.seed = global_seed
+
+
 def _epoch_seeds(seed: int, epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(shuffle seed, augmentation key) for one epoch: int64 scalars derived from (seed, epoch)."""
     pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
@@ -300,7 +318,7 @@ def make_dataset(
         shuffle_seed, augment_key = _epoch_seeds(seed, epoch)
         dataset = pairs
         if shuffle:
-            dataset = dataset.shuffle(len(ids), seed=shuffle_seed, reshuffle_each_iteration=False)
+            dataset = _shuffle_with_tensor_seed(dataset, len(ids), shuffle_seed)
         if augment:
             dataset = dataset.enumerate().map(
                 lambda position, pair: augment_sample(
@@ -324,4 +342,7 @@ def make_dataset(
     epoch_count = 1 if not repeat else (None if repeat is True else int(repeat))
     last_epoch = tf.int64.max if epoch_count is None else first_epoch + epoch_count
     dataset = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(one_epoch)
+    if epoch_count is not None:  # flat_map hides the length; Keras wants it for progress
+        per_epoch = len(ids) // batch_size if drop_remainder else -(-len(ids) // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(per_epoch * epoch_count))
     return dataset.prefetch(AUTOTUNE)

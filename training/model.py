@@ -11,6 +11,7 @@ time, so one model serves any input size (the book hard-codes 24 and 384).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import keras
@@ -37,7 +38,13 @@ class ResizeToMatch(keras.layers.Layer):
 
 
 def conv_bn_relu(
-    inputs: keras.KerasTensor, filters: int, kernel_size: int, *, rate: int = 1, name: str
+    inputs: keras.KerasTensor,
+    filters: int,
+    kernel_size: int,
+    *,
+    rate: int = 1,
+    bn_momentum: float = 0.99,
+    name: str,
 ) -> keras.KerasTensor:
     """Convolution without bias (BN has one) → batch norm → ReLU, the unit of DeepLab's head."""
     x = keras.layers.Conv2D(
@@ -48,21 +55,26 @@ def conv_bn_relu(
         use_bias=False,
         name=f"{name}_conv",
     )(inputs)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
 def aspp(
-    features: keras.KerasTensor, rates: tuple[int, ...], filters: int = ASPP_FILTERS
+    features: keras.KerasTensor,
+    rates: tuple[int, ...],
+    filters: int = ASPP_FILTERS,
+    *,
+    bn_momentum: float = 0.99,
 ) -> keras.KerasTensor:
     """Atrous spatial pyramid pooling with image-level features and the 1×1 projection."""
-    branches = [conv_bn_relu(features, filters, 1, name="aspp_1x1")]
-    branches += [conv_bn_relu(features, filters, 3, rate=r, name=f"aspp_rate{r}") for r in rates]
+    unit = functools.partial(conv_bn_relu, filters=filters, bn_momentum=bn_momentum)
+    branches = [unit(features, kernel_size=1, name="aspp_1x1")]
+    branches += [unit(features, kernel_size=3, rate=r, name=f"aspp_rate{r}") for r in rates]
     pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(features)
-    pooled = conv_bn_relu(pooled, filters, 1, name="aspp_pool_1x1")
+    pooled = unit(pooled, kernel_size=1, name="aspp_pool_1x1")
     branches.append(ResizeToMatch(name="aspp_pool_resize")([pooled, features]))
     merged = keras.layers.Concatenate(name="aspp_concat")(branches)
-    return conv_bn_relu(merged, filters, 1, name="aspp_projection")
+    return unit(merged, kernel_size=1, name="aspp_projection")
 
 
 def build_deeplabv3(
@@ -72,21 +84,27 @@ def build_deeplabv3(
     output_stride: int = 16,
     backbone_weights: str | Path | None = "imagenet",
     input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    bn_momentum: float | None = None,
 ) -> keras.Model:
     """DeepLab v3: images float32 ``[B,H,W,3]`` in [0, 1] → logits float32 ``[B,H,W,C]``.
 
     ``backbone``: ``"resnet50"`` (the book's) or ``"mobilenetv2"`` (for onboard computers).
     ``output_stride`` 16 or 8 (ASPP rates 6/12/18 at 16, doubled at 8).
     ``backbone_weights``: ``"imagenet"``, ``None`` or a keras.applications weights file.
+    ``bn_momentum``: every batch norm's moving-average momentum (None: Keras' defaults).
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     features_model = dilated_backbone(
-        backbone, output_stride=output_stride, weights=backbone_weights, input_shape=input_shape
+        backbone,
+        output_stride=output_stride,
+        weights=backbone_weights,
+        input_shape=input_shape,
+        bn_momentum=bn_momentum,
     )
     images = features_model.inputs[0]
     rates = tuple(rate * 16 // output_stride for rate in ASPP_RATES_AT_OS16)
-    x = aspp(features_model.output, rates)
+    x = aspp(features_model.output, rates, bn_momentum=0.99 if bn_momentum is None else bn_momentum)
     x = keras.layers.Conv2D(num_classes, 1, name="classifier")(x)
     # float32 logits even under mixed precision: softmax and the losses need the range.
     logits = ResizeToMatch(name="logits", dtype="float32")([x, images])

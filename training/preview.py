@@ -72,15 +72,27 @@ def preview_grid(
     images, labels = next(iter(dataset))
     images = np.round(images.numpy() * 255).astype(np.uint8)
     labels = labels.numpy()
-    h, w = input_size
-    tile_w = 2 * w + GAP
-    rows = -(-count // columns)
+    samples = [[image, colorize(label)] for image, label in zip(images, labels, strict=True)]
+    return compose_grid(samples, columns=columns, class_ids=np.unique(labels).tolist())
+
+
+def compose_grid(
+    samples: list[list[np.ndarray]], *, columns: int, class_ids: list[int]
+) -> np.ndarray:
+    """RGB uint8 grid: each sample's tiles side by side (all tiles one size), then a legend of
+    ``class_ids``. Used for pipeline previews (image | mask) and evaluations (image | truth |
+    prediction)."""
+    h, w = samples[0][0].shape[:2]
+    per_sample = len(samples[0])
+    tile_w = per_sample * w + (per_sample - 1) * GAP
+    rows = -(-len(samples) // columns)
     grid = np.full((rows * (h + GAP) + GAP, columns * (tile_w + 2 * GAP) + GAP, 3), 255, np.uint8)
-    for k, (image, label) in enumerate(zip(images, labels, strict=True)):
+    for k, tiles in enumerate(samples):
         y, x = GAP + (k // columns) * (h + GAP), GAP + (k % columns) * (tile_w + 2 * GAP)
-        grid[y : y + h, x : x + w] = image
-        grid[y : y + h, x + w + GAP : x + tile_w] = colorize(label)
-    return np.vstack([grid, _legend(np.unique(labels).tolist(), grid.shape[1])])
+        for tile in tiles:
+            grid[y : y + h, x : x + w] = tile
+            x += w + GAP
+    return np.vstack([grid, _legend(class_ids, grid.shape[1])])
 
 
 def write_preview(voc_root: str | Path, split: str, out: str | Path, **kwargs) -> Path:

@@ -112,8 +112,13 @@ def test_deterministic_under_seed_and_new_augmentation_each_epoch(synth_root, tm
         np.testing.assert_array_equal(x1, x2)
 
 
-def test_a_stream_started_at_epoch_k_equals_the_full_stream_from_epoch_k(synth_root, tmp_path):
-    """A resumed training run (first_epoch=k) must see the batches the uninterrupted run saw."""
+@pytest.mark.parametrize("global_seed", [None, 0, 11])
+def test_a_stream_started_at_epoch_k_equals_the_full_stream_from_epoch_k(
+    synth_root, tmp_path, global_seed
+):
+    """A resumed training run (first_epoch=k) must see the batches the uninterrupted run saw,
+    whatever TF's global seed (keras.utils.set_random_seed sets it; 0 once broke shuffle)."""
+    tf.random.set_seed(global_seed)
 
     def build(first_epoch):
         return small_train_set(
@@ -133,6 +138,7 @@ def test_a_stream_started_at_epoch_k_equals_the_full_stream_from_epoch_k(synth_r
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(full[0][0], resumed[0][0])
+    tf.random.set_seed(None)
 
 
 def _interior(mask, size=5):

@@ -1,0 +1,253 @@
+"""Training end to end on a tiny configuration: it learns, it resumes after SIGKILL with the
+same history, and evaluate/predict/model-info work on the run it leaves."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training import cli_model
+from training.cli import main
+from training.resume import truncate_csv_log
+from training.run import RunFolder, TrainConfig
+from training.synth import write_synthetic_voc
+
+REPO = Path(__file__).resolve().parents[2]
+# Small enough for CI on two cores, large enough to learn: MobileNetV2 from scratch at 96×96
+# on a few synthetic scenes with two object classes, the train split doubling as val.
+TINY = dict(
+    epochs=6,
+    batch_size=4,
+    input_size=(96, 96),
+    lr=3e-3,
+    backbone="mobilenetv2",
+    backbone_weights=None,
+    bn_momentum=0.5,
+    loss="ce",
+    val_split="train",
+    steps_per_epoch=10,
+    early_stopping_patience=50,
+    reduce_lr_patience=50,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return write_synthetic_voc(
+        tmp_path_factory.mktemp("tiny") / "voc",
+        count=6,
+        seed=1,
+        size=(128, 96),
+        classes=("person", "car"),
+        val_fraction=0.2,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_root, tmp_path_factory) -> RunFolder:
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = train(TrainConfig(data=str(tiny_root), out=str(out), **TINY), verbose=0)
+    assert result.finished and not result.diverged
+    return result.run
+
+
+def _log(run: RunFolder) -> list[dict[str, float]]:
+    with open(run.log, newline="") as file:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
+
+
+def test_tiny_configuration_learns(tiny_run):
+    rows = _log(tiny_run)
+    assert [int(r["epoch"]) for r in rows] == list(range(TINY["epochs"]))
+    assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
+    assert rows[-1]["val_mean_iou"] > 0.5
+    assert max(r["val_mean_iou"] for r in rows) > rows[0]["val_mean_iou"] + 0.2
+
+
+def test_the_run_folder_holds_what_is_needed_to_trace_and_reuse_it(tiny_run, tiny_root):
+    config = json.loads(tiny_run.config.read_text())
+    assert config["backbone"] == "mobilenetv2" and config["input_size"] == [96, 96]
+    assert config["class_names"][15] == "person"
+    assert "tensorflow" in config["versions"]
+    train_ids = (tiny_run.splits / "train.txt").read_text().split()
+    assert train_ids == (tiny_root / "ImageSets/Segmentation/train.txt").read_text().split()
+    assert tiny_run.best_weights.is_file()
+    assert Image.open(tiny_run.curves).size[0] > 500
+    state = json.loads((tiny_run.state / "state.json").read_text())
+    assert state["epochs_done"] == TINY["epochs"] and state["finished"]
+    assert list(tiny_run.tensorboard.rglob("events.out.tfevents.*"))
+
+
+def _train_command(root: Path, out: Path, epochs: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "training",
+        "train",
+        f"--data={root}",
+        f"--out={out}",
+        f"--epochs={epochs}",
+        "--batch-size=4",
+        "--input-size=64",
+        "--lr=3e-3",
+        "--backbone=mobilenetv2",
+        "--backbone-weights=none",
+        "--bn-momentum=0.5",
+        "--loss=ce+dice",
+        "--val-split=train",
+        "--steps-per-epoch=2",
+        "--reduce-lr-patience=1",  # so the learning rate changes and must be restored
+        "--keras-verbose=0",
+    ]
+
+
+def _run(command, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
+
+
+def test_a_killed_run_resumes_with_the_same_history(tiny_root, tmp_path):
+    epochs = 5
+    reference = tmp_path / "reference"
+    done = _run(_train_command(tiny_root, reference, epochs), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    interrupted = tmp_path / "interrupted"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(
+        _train_command(tiny_root, interrupted, epochs),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = interrupted / "log.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_after = len(log.read_text().splitlines()) - 1
+    assert killed_after < epochs
+
+    resumed = _run(_train_command(tiny_root, interrupted, epochs), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = _log(RunFolder(reference)), _log(RunFolder(interrupted))
+    assert [r["epoch"] for r in got] == list(range(epochs))
+    for want, have in zip(expected, got, strict=True):
+        assert want.keys() == have.keys()
+        for key in want:
+            assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (key, want["epoch"])
+    assert any(r["learning_rate"] < 3e-3 for r in got)  # the plateau schedule was exercised
+
+    again = _run(_train_command(tiny_root, interrupted, epochs), timeout=600)
+    assert again.returncode == 0 and len(_log(RunFolder(interrupted))) == epochs
+
+
+def test_csv_rows_of_an_unsaved_epoch_are_dropped_on_resume(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss\n0,1.0\n1,0.8\n2,0.7\n")
+    truncate_csv_log(log, 2)
+    assert log.read_text().splitlines() == ["epoch,loss", "0,1.0", "1,0.8"]
+
+
+def test_resuming_with_other_options_is_refused(tiny_run):
+    from training.train import train
+
+    config = dataclasses.replace(tiny_run.read_config(), lr=0.5)
+    with pytest.raises(ValueError, match=r"other options \(lr: 0\.003 → 0\.5\)"):
+        train(config)
+
+
+def test_a_split_smaller_than_a_batch_is_refused(tiny_root, tmp_path):
+    from training.train import train
+
+    config = TrainConfig(data=str(tiny_root), out=str(tmp_path / "r"), **{**TINY, "batch_size": 64})
+    with pytest.raises(ValueError, match="has 5 samples, fewer than --batch-size 64"):
+        train(config)
+
+
+def test_evaluate_scores_match_a_numpy_recount(tiny_run, tiny_root, capsys):
+    from training.data import make_dataset
+    from training.evaluate import evaluate_run
+
+    report = evaluate_run(tiny_run.path, "train", batch_size=2)
+    model = tiny_run.load_model()
+    confusion = np.zeros((21, 21), np.int64)
+    for images, labels in make_dataset(tiny_root, "train", batch_size=3, input_size=(96, 96)):
+        predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
+        valid = labels.numpy() != 255
+        np.add.at(confusion, (labels.numpy()[valid], predicted[valid]), 1)
+    with np.errstate(invalid="ignore"):  # classes that never occur: 0/0, skipped by nanmean
+        iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    assert report.mean_iou == pytest.approx(np.nanmean(iou), abs=1e-6)
+    assert report.pixel_accuracy == pytest.approx(np.trace(confusion) / confusion.sum())
+    np.testing.assert_array_equal(report.confusion, confusion)
+
+    argv = ["evaluate", f"--run={tiny_run.path}", "--split=train", "--full-res", "--json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| mean IoU |" in out and "| person |" in out and "| aeroplane | — |" in out
+    full = json.loads((tiny_run.evaluation / "train-full-res" / "metrics.json").read_text())
+    assert full["full_res"] and full["images"] == 5
+    assert full["mean_iou"] == pytest.approx(report.mean_iou, abs=0.15)  # same model, other sizes
+    for name in ("confusion.png", "predictions.png"):
+        assert Image.open(tiny_run.evaluation / "train" / name).size[0] > 100
+
+
+def test_predict_writes_an_overlay_at_the_image_size(tiny_run, tiny_root, tmp_path, capsys):
+    image = next((tiny_root / "JPEGImages").glob("*.jpg"))
+    out = tmp_path / "overlay.png"
+    assert main(["predict", f"--run={tiny_run.path}", f"--image={image}", f"--out={out}"]) == 0
+    assert Image.open(out).size == Image.open(image).size
+    assert "background" in capsys.readouterr().out
+
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("hello")
+    assert main(["predict", f"--run={tiny_run.path}", f"--image={not_an_image}", "--out=x"]) == 1
+    assert "notes.jpg: not a readable image" in capsys.readouterr().err
+
+
+def test_model_info_prints_the_table(capsys):
+    assert main(["model-info", "--backbone", "mobilenetv2", "--input-size", "128"]) == 0
+    assert "| mobilenetv2 | 16 | 128×128 | 4.6 M |" in capsys.readouterr().out
+
+
+def test_cli_choices_match_the_modules():
+    from training import backbones, train
+
+    assert cli_model.BACKBONES == backbones.BACKBONES
+    assert cli_model.OUTPUT_STRIDES == backbones.OUTPUT_STRIDES
+    assert set(cli_model.LOSSES) == set(train.LOSSES)
+    assert cli_model.CLASS_WEIGHTINGS == train.CLASS_WEIGHTINGS
+
+
+def test_offline_imagenet_weights_end_the_command_with_the_alternative(
+    tiny_root, tmp_path, monkeypatch, capsys
+):
+    from training import backbones
+
+    # A weights file no cache holds, at an address that refuses connections: offline, anywhere.
+    unreachable = ("rcseg-test-missing.h5", "http://127.0.0.1:9/", None)
+    monkeypatch.setitem(backbones.IMAGENET_FILES, "mobilenetv2", unreachable)
+    argv = ["train", f"--data={tiny_root}", f"--out={tmp_path / 'r'}", "--batch-size=2"]
+    argv.append("--backbone=mobilenetv2")
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert "Is this machine offline?" in error and "--backbone-weights none" in error

@@ -1,0 +1,54 @@
+"""Segment one image with a run's best weights and write the colorized overlay.
+
+    >>> predict_image("runs/voc", "street.jpg", "street_overlay.png")
+
+The network sees the image resized to the run's input size; logits are resized back to the
+image before the argmax, so the overlay lines up with the original pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+from client.palette import colorize
+from training.data import normalize_image
+from training.evaluate import logits_at_image_size
+from training.run import RunFolder
+
+
+def overlay(image: np.ndarray, class_map: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """RGB uint8 image blended with the VOC colours of ``class_map`` (background left as is)."""
+    colors = colorize(class_map).astype(np.float32)
+    blended = image.astype(np.float32) * (1 - alpha) + colors * alpha
+    foreground = (class_map != 0)[..., None]
+    return np.where(foreground, blended, image).round().astype(np.uint8)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 [H,W,3]; a clear error for anything that is not an image."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{path}: not a readable image ({error})") from error
+
+
+def predict_image(
+    run_dir: str | Path, image_path: str | Path, out: str | Path
+) -> tuple[np.ndarray, Path]:
+    """Writes the overlay PNG; returns the class map (uint8 [H,W]) and the PNG's path."""
+    run = RunFolder(run_dir)
+    config = run.read_config()
+    model = run.load_model()
+    image = read_rgb(image_path)
+    batch = normalize_image(tf.convert_to_tensor(image[None]))
+    logits = logits_at_image_size(model, batch, config.input_size)
+    class_map = tf.argmax(logits[0], axis=-1, output_type=tf.int32).numpy().astype(np.uint8)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(overlay(image, class_map)).save(out)
+    return class_map, out
