@@ -113,6 +113,8 @@ def _batches(run_config, data, split, full_res, batch_size):
             cache=False,
         )
     ids = voc.resolve_split(data, split, seed=run_config.split_seed)
+    if not ids:
+        raise ValueError(f"split {split!r} of {data} is empty")
     index_dir = prepare_index_masks(data, ids, num_classes=run_config.num_classes)
     files = (
         [str(voc.image_path(data, i)) for i in ids],

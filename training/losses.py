@@ -139,12 +139,17 @@ def _cross_entropy(logits, one_hot, mask, weights) -> tf.Tensor:
 
 
 def _dice(logits, one_hot, mask, weights, smooth: float) -> tf.Tensor:
+    # Averaged over the classes present in the image's labels: over all C classes, the many
+    # absent ones (dice ≈ smooth / (Σp + smooth) ≈ 0, gradient ≈ 0) would swamp the few
+    # present ones and leave the term nearly constant. False positives are CE's to punish.
     probs = tf.nn.softmax(logits, axis=-1) * mask[..., None]
     intersection = tf.reduce_sum(probs * one_hot, axis=[1, 2])
-    sizes = tf.reduce_sum(probs, axis=[1, 2]) + tf.reduce_sum(one_hot, axis=[1, 2])
+    label_sizes = tf.reduce_sum(one_hot, axis=[1, 2])
+    sizes = tf.reduce_sum(probs, axis=[1, 2]) + label_sizes
     dice = (2.0 * intersection + smooth) / (sizes + smooth)
-    return 1.0 - tf.math.divide_no_nan(
-        tf.reduce_sum(weights * dice, axis=-1), tf.reduce_sum(weights, axis=-1)
+    weights = weights * tf.cast(label_sizes > 0, weights.dtype)
+    return tf.math.divide_no_nan(
+        tf.reduce_sum(weights * (1.0 - dice), axis=-1), tf.reduce_sum(weights, axis=-1)
     )
 
 
@@ -177,8 +182,9 @@ class DiceLoss(_SegmentationLoss):
     """Multi-class soft dice on softmax probabilities, over valid pixels, per image.
 
     ``dice_c = (2·Σ m·p_c·y_c + smooth) / (Σ m·(p_c + y_c) + smooth)`` and the loss is
-    ``1 - Σ_c w_c·dice_c / Σ_c w_c``: 0 for a perfect prediction, and 0 for an image with
-    no valid pixels (every dice_c is then smooth/smooth).
+    ``Σ_c w_c·(1 - dice_c) / Σ_c w_c`` over the classes c present in the image's labels: 0
+    for a perfect prediction, and 0 when no class carries weight (no valid pixels, or a
+    one-class image under the book's per-image weights, which give that class 1 − 1 = 0).
 
         >>> DiceLoss(class_weights=None, smooth=1.0)(labels, logits)  # shape [] after reduction
     """
@@ -203,30 +209,19 @@ class DiceLoss(_SegmentationLoss):
 
 
 @keras.saving.register_keras_serializable(package="rcseg")
-class CrossEntropyDiceLoss(_SegmentationLoss):
+class CrossEntropyDiceLoss(DiceLoss):
     """Weighted cross-entropy + dice (the book's final loss), same weights for both terms.
 
     >>> model.compile(optimizer="adam", loss=CrossEntropyDiceLoss())
     """
 
-    def __init__(
-        self,
-        num_classes: int = NUM_CLASSES,
-        class_weights: ClassWeights = PER_IMAGE,
-        ignore_label: int = IGNORE_LABEL,
-        smooth: float = 1.0,
-        name: str = "cross_entropy_dice_loss",
-        **kwargs,
-    ):
-        super().__init__(num_classes, class_weights, ignore_label, name=name, **kwargs)
-        self.smooth = float(smooth)
+    def __init__(self, *args, name: str = "cross_entropy_dice_loss", **kwargs):
+        """Arguments as :class:`DiceLoss`."""
+        super().__init__(*args, name=name, **kwargs)
 
     def call(self, y_true, y_pred) -> tf.Tensor:
         prepared = self._prepare(y_true, y_pred)
         return _cross_entropy(*prepared) + _dice(*prepared, self.smooth)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "smooth": self.smooth}
 
 
 def count_class_pixels(

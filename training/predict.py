@@ -19,6 +19,8 @@ from training.data import normalize_image
 from training.evaluate import logits_at_image_size
 from training.run import RunFolder
 
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+
 
 def overlay(image: np.ndarray, class_map: np.ndarray, alpha: float = 0.55) -> np.ndarray:
     """RGB uint8 image blended with the VOC colours of ``class_map`` (background left as is)."""
@@ -41,14 +43,18 @@ def predict_image(
     run_dir: str | Path, image_path: str | Path, out: str | Path
 ) -> tuple[np.ndarray, Path]:
     """Writes the overlay PNG; returns the class map (uint8 [H,W]) and the PNG's path."""
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--out {out}: expected a file ending in {', '.join(OUTPUT_SUFFIXES)}")
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder, expected an image file name")
     run = RunFolder(run_dir)
     config = run.read_config()
-    model = run.load_model()
     image = read_rgb(image_path)
+    model = run.load_model()
     batch = normalize_image(tf.convert_to_tensor(image[None]))
     logits = logits_at_image_size(model, batch, config.input_size)
     class_map = tf.argmax(logits[0], axis=-1, output_type=tf.int32).numpy().astype(np.uint8)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(overlay(image, class_map)).save(out)
     return class_map, out

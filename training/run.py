@@ -52,9 +52,19 @@ class TrainConfig:
     early_stopping_patience: int = 6
     reduce_lr_patience: int = 3
     class_names: list[str] = field(default_factory=list)
+    fixed_class_weights: list[float] | None = None  # filled in when class_weights="fixed"
 
     def __post_init__(self):
         self.input_size = tuple(self.input_size)
+        for name in ("epochs", "batch_size", "num_classes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if len(self.input_size) != 2 or min(self.input_size) < 32:
+            raise ValueError(f"input_size must be (height, width) ≥ 32, got {self.input_size}")
         if not self.class_names:
             # VOC's names for VOC ids; numbered names beyond them (own data with more classes).
             known = list(voc.class_names[: self.num_classes])
@@ -72,6 +82,19 @@ class TrainConfig:
             for f in fields(self)
             if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
         ]
+
+
+def model_from_config(
+    config: TrainConfig, *, backbone_weights: str | Path | None = None
+) -> keras.Model:
+    """The architecture ``config`` describes; ``backbone_weights`` as in build_deeplabv3."""
+    return build_deeplabv3(
+        config.num_classes,
+        backbone=config.backbone,
+        output_stride=config.output_stride,
+        backbone_weights=backbone_weights,
+        bn_momentum=config.bn_momentum,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,20 +124,16 @@ class RunFolder:
             raise FileNotFoundError(
                 f"{self.config}: no such run (train one with --out {self.path})"
             )
-        saved = json.loads(self.config.read_text())
-        known = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{key: value for key, value in saved.items() if key in known})
+        try:
+            saved = json.loads(self.config.read_text())
+            known = {f.name for f in fields(TrainConfig)}
+            return TrainConfig(**{key: value for key, value in saved.items() if key in known})
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{self.config}: not a valid run configuration ({error})") from error
 
     def build_model(self, config: TrainConfig | None = None) -> keras.Model:
         """The run's architecture with random weights (no download)."""
-        config = config or self.read_config()
-        return build_deeplabv3(
-            config.num_classes,
-            backbone=config.backbone,
-            output_stride=config.output_stride,
-            backbone_weights=None,
-            bn_momentum=config.bn_momentum,
-        )
+        return model_from_config(config or self.read_config(), backbone_weights=None)
 
     def load_model(self) -> keras.Model:
         """The run's model with its best weights."""

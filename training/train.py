@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -32,9 +31,8 @@ from training.losses import (
     count_class_pixels,
 )
 from training.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
-from training.model import build_deeplabv3
-from training.resume import RunState
-from training.run import RunFolder, TrainConfig
+from training.resume import BestWeights, RunState, is_complete
+from training.run import RunFolder, TrainConfig, model_from_config
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +43,7 @@ LOSSES = {
 }
 CLASS_WEIGHTINGS = ("per_image", "fixed", "none")
 # Options that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("epochs",)
+RESUMABLE_CHANGES = ("epochs", "fixed_class_weights")
 
 
 @dataclass
@@ -77,6 +75,8 @@ def is_chief() -> bool:
 
 
 def make_loss(config: TrainConfig) -> keras.losses.Loss:
+    """The run's loss. Fixed class weights come from ``config.fixed_class_weights`` (computed
+    once when training starts and kept in config.json, so evaluation needs no training data)."""
     if config.loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {config.loss!r}")
     if config.class_weights not in CLASS_WEIGHTINGS:
@@ -87,7 +87,9 @@ def make_loss(config: TrainConfig) -> keras.losses.Loss:
         config.class_weights
     )
     if config.class_weights == "fixed":
-        weights = fixed_class_weights(config).tolist()
+        if config.fixed_class_weights is None:
+            config.fixed_class_weights = fixed_class_weights(config).tolist()
+        weights = config.fixed_class_weights
     return LOSSES[config.loss](num_classes=config.num_classes, class_weights=weights)
 
 
@@ -99,15 +101,9 @@ def fixed_class_weights(config: TrainConfig) -> np.ndarray:
     return class_weights_from_counts(count_class_pixels(masks, config.num_classes))
 
 
-def compile_model(config: TrainConfig) -> keras.Model:
+def compile_model(config: TrainConfig, *, backbone_weights: str | None) -> keras.Model:
     """The model of ``config``, compiled with Adam, the chosen loss and the three metrics."""
-    model = build_deeplabv3(
-        config.num_classes,
-        backbone=config.backbone,
-        output_stride=config.output_stride,
-        backbone_weights=config.backbone_weights,
-        bn_momentum=config.bn_momentum,
-    )
+    model = model_from_config(config, backbone_weights=backbone_weights)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.lr),
         loss=make_loss(config),
@@ -120,61 +116,83 @@ def compile_model(config: TrainConfig) -> keras.Model:
     return model
 
 
-def _check_resumable(run: RunFolder, config: TrainConfig) -> None:
-    if not run.config.is_file():
-        return
-    differences = run.read_config().differences(config, ignore=RESUMABLE_CHANGES)
+def _split_lists(config: TrainConfig) -> dict[str, list[str]]:
+    """The id lists the run uses (and the test half, for the record, when it resolves)."""
+    names = dict.fromkeys([config.train_split, config.val_split, "test"])
+    lists = {}
+    for name in names:
+        try:
+            lists[name] = voc.resolve_split(config.data, name, seed=config.split_seed)
+        except (FileNotFoundError, ValueError):
+            if name != "test":
+                raise
+    return lists
+
+
+def _check_resumable(run: RunFolder, config: TrainConfig, lists: dict[str, list[str]]) -> None:
+    """A saved run continues only with the same options and the same split lists."""
+    saved = run.read_config()
+    differences = saved.differences(config, ignore=RESUMABLE_CHANGES)
+    for name, ids in lists.items():
+        recorded = run.splits / f"{name}.txt"
+        if recorded.is_file() and voc.read_split_list(recorded) != ids:
+            differences.append(f"split {name!r}: the ids differ from {recorded}")
     if differences:
         raise ValueError(
             f"{run.path} holds a run with other options ({'; '.join(differences)}). "
             "Use the same options to resume it, or another --out for a new run."
         )
+    config.fixed_class_weights = saved.fixed_class_weights
 
 
 def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
     """Trains (or resumes) the run in ``config.out``; returns what happened."""
-    run = RunFolder(config.out if is_chief() else Path(config.out) / "workers" / _task_index())
-    _check_resumable(run, config)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    keras.utils.set_random_seed(config.seed)
-
-    train_ids = voc.resolve_split(config.data, config.train_split, seed=config.split_seed)
-    if len(train_ids) < config.batch_size:
+    chief = RunFolder(config.out)
+    run = chief if is_chief() else RunFolder(chief.path / "workers" / _task_index())
+    lists = _split_lists(config)
+    if len(lists[config.train_split]) < config.batch_size:
         raise ValueError(
-            f"the {config.train_split!r} split of {config.data} has {len(train_ids)} samples, "
-            f"fewer than --batch-size {config.batch_size}"
+            f"the {config.train_split!r} split of {config.data} has "
+            f"{len(lists[config.train_split])} samples, fewer than --batch-size "
+            f"{config.batch_size}"
         )
-    run.write_config(
-        config,
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
-        host=platform.node(),
-    )
-    voc.write_split_lists(
-        config.data, run.splits, (config.train_split, config.val_split), seed=config.split_seed
-    )
-
-    with distribution_strategy().scope():
-        model = compile_model(config)
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        run.best_weights,
-        monitor="val_mean_iou",
-        mode="max",
-        save_best_only=True,
-        save_weights_only=True,
-    )
+    best = BestWeights(run.best_weights)
     reduce_lr = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss", factor=0.1, patience=config.reduce_lr_patience, min_lr=1e-8
     )
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience
     )
-    state = RunState(run.state, watched=[checkpoint, reduce_lr, early_stopping])
+    state = RunState(
+        run.state,
+        watched=[best, reduce_lr, early_stopping],
+        epochs=config.epochs,
+        read_dir=chief.state,
+    )
     saved = state.saved()
-    if saved and saved["finished"] and saved["epochs_done"] >= config.epochs:
-        log.info("%s already finished after %d epochs", run.path, saved["epochs_done"])
-        return _result(run, saved, diverged=False)
-    initial_epoch = state.restore(model, csv_log=run.log)
+    if saved is not None:
+        _check_resumable(chief, config, lists)
+        if is_complete(saved, config.epochs):
+            log.info("%s already finished after %d epochs", run.path, saved["epochs_done"])
+            return _result(run, saved, best=saved["callbacks"][0]["best"], diverged=False)
+
+    # Set either way: an earlier run in this process may have left mixed precision on.
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if config.mixed_precision else "float32"
+    )
+    keras.utils.set_random_seed(config.seed)
+    with distribution_strategy().scope():
+        # A resumed run loads every weight from its state: no ImageNet download needed.
+        model = compile_model(config, backbone_weights=None if saved else config.backbone_weights)
+        initial_epoch = state.restore(model, csv_log=run.log)
+    run.write_config(
+        config,
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+        host=platform.node(),
+    )
+    run.splits.mkdir(parents=True, exist_ok=True)
+    for name, ids in lists.items():
+        (run.splits / f"{name}.txt").write_text("\n".join(ids) + "\n")
 
     dataset_options = dict(
         batch_size=config.batch_size,
@@ -184,7 +202,7 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
     )
     # The stream resumes exactly where the killed run left it: data passes (epochs of the
     # split) are seeded by their index, and a Keras epoch may be shorter or longer than one.
-    batches_per_pass = len(train_ids) // config.batch_size
+    batches_per_pass = len(lists[config.train_split]) // config.batch_size
     steps_per_epoch = config.steps_per_epoch or batches_per_pass
     consumed = initial_epoch * steps_per_epoch
     train_data = make_dataset(
@@ -201,7 +219,7 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
     ).skip(consumed % batches_per_pass)
     val_data = make_dataset(config.data, config.val_split, **dataset_options)
     callbacks = [
-        checkpoint,
+        best,
         reduce_lr,
         early_stopping,
         keras.callbacks.TerminateOnNaN(),
@@ -220,22 +238,18 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
         callbacks=callbacks,
         verbose=verbose,
     )
-    return _result(run, state.saved() or {}, diverged=state.diverged)
+    return _result(run, state.saved() or {}, best=best.best, diverged=state.diverged)
 
 
 def _task_index() -> str:
     return str(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
 
 
-def _result(run: RunFolder, saved: dict, *, diverged: bool) -> TrainResult:
-    best = None
-    for fields in saved.get("callbacks", [])[:1]:  # the checkpoint's best val mean IoU
-        value = fields.get("best")
-        best = None if value is None else float(value)
+def _result(run: RunFolder, saved: dict, *, best, diverged: bool) -> TrainResult:
     return TrainResult(
         run=run,
         epochs_done=saved.get("epochs_done", 0),
         finished=saved.get("finished", False),
         diverged=diverged,
-        best_val_mean_iou=best,
+        best_val_mean_iou=None if best is None else float(best),
     )

@@ -65,8 +65,8 @@ def dice_reference(labels, logits, class_weights, num_classes=C, smooth=1.0):
         p = np_softmax(lg[valid])
         onehot = np.eye(num_classes)[y]
         dice = (2 * (p * onehot).sum(0) + smooth) / (p.sum(0) + onehot.sum(0) + smooth)
-        w = np_weights(class_weights, y, num_classes)
-        out.append(1 - np.sum(w * dice) / np.sum(w))
+        w = np_weights(class_weights, y, num_classes) * (onehot.sum(0) > 0)  # present classes
+        out.append(np.sum(w * (1 - dice)) / np.sum(w) if np.sum(w) > 0 else 0.0)
     return np.array(out)
 
 
@@ -273,3 +273,16 @@ def test_count_class_pixels_on_real_masks(voc_sample):
     bad[3, 4] = 42
     with pytest.raises(ValueError, match=r"mask 1: label 42 is neither"):
         count_class_pixels([masks[1], bad])
+
+
+def test_dice_responds_to_the_present_classes_among_21():
+    """Averaged over all 21 classes, the absent ones would make dice nearly constant."""
+    labels = np.zeros((1, 16, 16), np.uint8)
+    labels[0, 4:12, 4:12] = 15  # a person on background
+    uniform = np.zeros((1, 16, 16, 21), np.float32)
+    better = uniform.copy()
+    better[..., 0] = np.where(labels[0] == 0, 3.0, 0.0)
+    better[..., 15] = np.where(labels[0] == 15, 3.0, 0.0)
+    dice = DiceLoss(class_weights=None)
+    assert float(dice(labels, uniform)) > 0.85
+    assert float(dice(labels, better)) < 0.5 * float(dice(labels, uniform))

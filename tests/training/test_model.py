@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -89,11 +90,28 @@ def _randomized_application(backbone):
     return source
 
 
-@pytest.mark.parametrize("backbone", ["resnet50", "mobilenetv2"])
-def test_every_pretrained_weight_is_transferred_into_the_dilated_backbone(backbone, tmp_path):
+def _save_legacy_h5(model, path):
+    """The HDF5 layout of keras.applications' ImageNet files (loaded by layer order)."""
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    with h5py.File(path, "w") as file:
+        save_weights_to_hdf5_group(file, model)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "file_format"),
+    [("resnet50", "legacy"), ("resnet50", "keras3"), ("mobilenetv2", "legacy")],
+)
+def test_every_pretrained_weight_is_transferred_into_the_dilated_backbone(
+    backbone, file_format, tmp_path
+):
     source = _randomized_application(backbone)
-    weights_file = tmp_path / f"{backbone}.weights.h5"
-    source.save_weights(weights_file)
+    if file_format == "legacy":  # like resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
+        weights_file = tmp_path / f"{backbone}_notop.h5"
+        _save_legacy_h5(source, weights_file)
+    else:
+        weights_file = tmp_path / f"{backbone}.weights.h5"
+        source.save_weights(weights_file)
 
     dilated = dilated_backbone(backbone, output_stride=16, weights=weights_file)
     compared = 0

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import cli_model
+from training import cli_model, voc
 from training.cli import main
-from training.resume import truncate_csv_log
+from training.resume import is_complete, truncate_csv_log
 from training.run import RunFolder, TrainConfig
 from training.synth import write_synthetic_voc
 
@@ -91,11 +92,32 @@ def test_the_run_folder_holds_what_is_needed_to_trace_and_reuse_it(tiny_run, tin
     assert list(tiny_run.tensorboard.rglob("events.out.tfevents.*"))
 
 
-def _train_command(root: Path, out: Path, epochs: int) -> list[str]:
+@pytest.fixture(scope="module")
+def resume_root(tmp_path_factory) -> Path:
+    """13 train images: 3 batches of 4 per pass, while a Keras epoch is 2 steps, so epochs
+    end in the middle of a pass and a resumed stream must skip into it. The "plateau" list
+    holds two copies whose masks are all 255: a validation loss that never improves, so
+    ReduceLROnPlateau lowers the rate every other epoch and its counters must be restored."""
+    root = write_synthetic_voc(
+        tmp_path_factory.mktemp("resume") / "voc",
+        count=16,
+        seed=2,
+        size=(96, 72),
+        classes=("person", "car"),
+        val_fraction=0.2,
+    )
+    plateau = []
+    for source in voc.resolve_split(root, "train")[:2]:
+        copy = f"plateau_{source}"
+        shutil.copy(voc.image_path(root, source), voc.image_path(root, copy))
+        voc.write_mask(np.full((72, 96), voc.IGNORE_LABEL, np.uint8), voc.mask_path(root, copy))
+        plateau.append(copy)
+    voc.split_list_path(root, "plateau").write_text("\n".join(plateau) + "\n")
+    return root
+
+
+def _train_args(root: Path, out: Path, epochs: int) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "training",
         "train",
         f"--data={root}",
         f"--out={out}",
@@ -107,57 +129,131 @@ def _train_command(root: Path, out: Path, epochs: int) -> list[str]:
         "--backbone-weights=none",
         "--bn-momentum=0.5",
         "--loss=ce+dice",
-        "--val-split=train",
         "--steps-per-epoch=2",
+        "--val-split=plateau",
         "--reduce-lr-patience=1",  # so the learning rate changes and must be restored
         "--keras-verbose=0",
     ]
 
 
-def _run(command, **kwargs):
+def _python(script: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
-
-
-def test_a_killed_run_resumes_with_the_same_history(tiny_root, tmp_path):
-    epochs = 5
-    reference = tmp_path / "reference"
-    done = _run(_train_command(tiny_root, reference, epochs), timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    interrupted = tmp_path / "interrupted"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(
-        _train_command(tiny_root, interrupted, epochs),
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    command = [sys.executable, "-c", script]
+    return subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
-    log = interrupted / "log.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if log.is_file() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "training ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_after = len(log.read_text().splitlines()) - 1
-    assert killed_after < epochs
 
-    resumed = _run(_train_command(tiny_root, interrupted, epochs), timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected, got = _log(RunFolder(reference)), _log(RunFolder(interrupted))
-    assert [r["epoch"] for r in got] == list(range(epochs))
+
+def _train_in_subprocess(args: list[str], *, before: str = "") -> subprocess.CompletedProcess:
+    """``python -m training`` with ``args`` in a fresh process, ``before`` run first."""
+    return _python(f"import sys\n{before}\nfrom training.cli import main\nsys.exit(main({args!r}))")
+
+
+# Kills the process inside RunState.save of epoch N: after the CSV row, before the state.
+KILL_BEFORE_SAVING = """
+import os, signal
+from training import resume
+_save = resume.RunState.save
+def save(self, epochs_done):
+    if epochs_done == {epoch}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    _save(self, epochs_done)
+resume.RunState.save = save
+"""
+
+
+@pytest.fixture(scope="module")
+def reference_log(resume_root, tmp_path_factory) -> list[dict[str, float]]:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = _train_in_subprocess(_train_args(resume_root, out, RESUME_EPOCHS))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _log(RunFolder(out))
+
+
+RESUME_EPOCHS = 4
+
+
+def _assert_same_history(expected, got):
+    assert [r["epoch"] for r in got] == list(range(RESUME_EPOCHS))
     for want, have in zip(expected, got, strict=True):
         assert want.keys() == have.keys()
         for key in want:
             assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (key, want["epoch"])
     assert any(r["learning_rate"] < 3e-3 for r in got)  # the plateau schedule was exercised
 
-    again = _run(_train_command(tiny_root, interrupted, epochs), timeout=600)
-    assert again.returncode == 0 and len(_log(RunFolder(interrupted))) == epochs
+
+def test_a_run_killed_at_a_random_moment_resumes_with_the_same_history(
+    resume_root, reference_log, tmp_path
+):
+    out = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-m", "training", *_train_args(resume_root, out, RESUME_EPOCHS)]
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    log = out / "log.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 2:  # header + 1 epoch
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    resumed = _train_in_subprocess(_train_args(resume_root, out, RESUME_EPOCHS))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_history(reference_log, _log(RunFolder(out)))
+
+
+@pytest.mark.parametrize("epoch", [1, 3])
+def test_a_run_killed_between_its_csv_row_and_its_state_resumes_with_the_same_history(
+    resume_root, reference_log, tmp_path, epoch
+):
+    out = tmp_path / "run"
+    args = _train_args(resume_root, out, RESUME_EPOCHS)
+    killed = _train_in_subprocess(args, before=KILL_BEFORE_SAVING.format(epoch=epoch))
+    assert killed.returncode == -signal.SIGKILL
+    assert len(_log(RunFolder(out))) == epoch  # the row of the unsaved epoch is there
+
+    resumed = _train_in_subprocess(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_history(reference_log, _log(RunFolder(out)))
+    if epoch == 3:  # a finished run run again changes nothing
+        before = RunFolder(out).log.read_text()
+        again = _train_in_subprocess(args)
+        assert again.returncode == 0 and RunFolder(out).log.read_text() == before
+
+
+TWO_CPUS_MIRRORED = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from training import train
+train.distribution_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+"""
+
+
+def test_mirrored_strategy_and_mixed_precision_train_and_resume(resume_root, tmp_path):
+    """Two logical CPUs stand in for two GPUs: the restore must happen in the strategy scope."""
+    out = tmp_path / "run"
+    setup = TWO_CPUS_MIRRORED
+    for epochs in (1, 2):
+        args = [*_train_args(resume_root, out, epochs), "--mixed-precision"]
+        done = _train_in_subprocess(args, before=setup)
+        assert done.returncode == 0, done.stderr[-3000:]
+    rows = _log(RunFolder(out))
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_an_early_stopped_run_is_complete_until_its_target_grows():
+    state = {"finished": True, "early_stopped": True, "epochs_done": 3, "epochs": 6}
+    assert is_complete(state, 6) and is_complete(state, 5)
+    assert not is_complete(state, 8)
+    assert is_complete({**state, "early_stopped": False, "epochs_done": 6}, 6)
+    assert not is_complete({**state, "finished": False}, 6)
+    assert not is_complete(None, 6)
 
 
 def test_csv_rows_of_an_unsaved_epoch_are_dropped_on_resume(tmp_path):
@@ -220,8 +316,11 @@ def test_predict_writes_an_overlay_at_the_image_size(tiny_run, tiny_root, tmp_pa
 
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("hello")
-    assert main(["predict", f"--run={tiny_run.path}", f"--image={not_an_image}", "--out=x"]) == 1
+    argv = ["predict", f"--run={tiny_run.path}", f"--image={not_an_image}"]
+    assert main([*argv, f"--out={tmp_path / 'x.png'}"]) == 1
     assert "notes.jpg: not a readable image" in capsys.readouterr().err
+    assert main([*argv, "--out=x"]) == 1
+    assert "--out x: expected a file ending in .png" in capsys.readouterr().err
 
 
 def test_model_info_prints_the_table(capsys):
