@@ -36,11 +36,12 @@ format: setup
 # Export, serving and streaming join as they land.
 DEMO_RUN := $(DEMO_DIR)/runs/demo
 demo: setup
-	$(PY) -m training data synth --out $(DEMO_DIR)/voc_synth --count 120 --seed 0 --size 480x360
+	$(PY) -m training data synth --out $(DEMO_DIR)/voc_synth --count 240 --seed 0 --size 480x360
 	$(PY) -m training data check --root $(DEMO_DIR)/voc_synth
 	$(PY) -m training data preview --root $(DEMO_DIR)/voc_synth --split train --augment --out $(DEMO_DIR)/preview_train.png
 	$(PY) -m training train --data $(DEMO_DIR)/voc_synth --out $(DEMO_RUN) --backbone mobilenetv2 \
-		--backbone-weights none --input-size 128 --batch-size 8 --epochs 10 --lr 2e-3 --bn-momentum 0.9
+		--backbone-weights none --input-size 128 --batch-size 8 --epochs 15 --lr 2e-3 --bn-momentum 0.9 \
+		--reduce-lr-patience 2
 	$(PY) -m training evaluate --run $(DEMO_RUN) --split test
 	$(PY) -m training predict --run $(DEMO_RUN) --image $(DEMO_DIR)/voc_synth/JPEGImages/synth_000000.jpg \
 		--out $(DEMO_DIR)/prediction.png

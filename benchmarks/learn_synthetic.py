@@ -11,8 +11,8 @@ checkpoint's selection saw.
 ``--voc-sample DIR`` instead overfits the nine real VOC pairs of the shared sample (all of
 them for training and scoring) to show the model can fit real scenes:
 
-    python benchmarks/learn_synthetic.py --voc-sample ../shared/data/voc_sample --epochs 100 \
-        --batch-size 3 --output-stride 8
+    python benchmarks/learn_synthetic.py --voc-sample ../shared/data/voc_sample --epochs 120 \
+        --steps-per-epoch 6 --batch-size 3 --output-stride 8 --reduce-lr-patience 12
 """
 
 from __future__ import annotations
@@ -49,9 +49,11 @@ def main() -> None:
     parser.add_argument("--output-stride", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps-per-epoch", type=int, help="default: one pass over the split")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--loss", default="ce+dice")
     parser.add_argument("--bn-momentum", type=float, default=0.9)
+    parser.add_argument("--reduce-lr-patience", type=int, default=3, help="the book's 3")
     parser.add_argument("--voc-sample", type=Path, help="overfit these real pairs instead")
     args = parser.parse_args()
 
@@ -74,6 +76,7 @@ def main() -> None:
         out=str(out),
         epochs=args.epochs,
         batch_size=args.batch_size,
+        steps_per_epoch=args.steps_per_epoch,
         input_size=(args.input_size, args.input_size),
         lr=args.lr,
         backbone=args.backbone,
@@ -83,6 +86,7 @@ def main() -> None:
         bn_momentum=args.bn_momentum,
         train_split=train_split,
         val_split=val_split,
+        reduce_lr_patience=args.reduce_lr_patience,
         early_stopping_patience=args.epochs,  # a fixed budget: no early stop
     )
     started = time.perf_counter()
