@@ -220,7 +220,9 @@ def augment_sample(image, mask, seed, *, input_size, resize_before_crop):
 
 
 def resize_sample(image, mask, *, input_size):
-    """Evaluation transform: resize only."""
+    """Evaluation transform: resize only (``input_size=None``: keep the image's own size)."""
+    if input_size is None:
+        return normalize_image(image), mask
     image, mask = _resize_pair(normalize_image(image), mask, input_size)
     return _with_shapes(image, mask, input_size)
 
@@ -266,7 +268,7 @@ def make_dataset(
     split: str,
     *,
     batch_size: int,
-    input_size: tuple[int, int] = (384, 384),
+    input_size: tuple[int, int] | None = (384, 384),
     augment: bool = False,
     resize_before_crop: tuple[int, int] = (444, 444),
     shuffle: bool = False,
@@ -287,10 +289,15 @@ def make_dataset(
     ``seed`` makes shuffling and augmentation reproducible; every epoch (repetition) draws a
     new order and new augmentations, a function of ``(seed, epoch)`` only: ``first_epoch=k``
     starts the stream at epoch k, as a resumed training run needs. Without ``repeat`` the
-    dataset is one epoch, the same one each time it is iterated. ``cache`` keeps decoded uint8
+    dataset is one epoch, the same one each time it is iterated. ``input_size=None`` keeps each
+    image at its own size (evaluation only, batch 1). ``cache`` keeps decoded uint8
     pairs in memory (True) or in a file (a path).
     """
-    input_size = tuple(input_size)
+    if input_size is None:  # each image at its own size, as full-resolution evaluation wants
+        if augment or batch_size != 1:
+            raise ValueError("input_size=None (native sizes) needs augment=False, batch_size=1")
+    else:
+        input_size = tuple(input_size)
     resize_before_crop = tuple(resize_before_crop)
     if augment and (resize_before_crop[0] < input_size[0] or resize_before_crop[1] < input_size[1]):
         raise ValueError(

@@ -26,14 +26,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from client.palette import colorize
-from training import voc
-from training.data import (
-    index_mask_path,
-    load_pair,
-    make_dataset,
-    normalize_image,
-    prepare_index_masks,
-)
+from training.data import make_dataset
 from training.metrics import scores_from_confusion, update_confusion
 from training.preview import compose_grid
 from training.run import RunFolder
@@ -100,34 +93,6 @@ def logits_at_image_size(
     return tf.image.resize(logits, tf.shape(images)[1:3], method="bilinear")
 
 
-def _batches(run_config, data, split, full_res, batch_size):
-    """(images, labels) batches: resized like the book, or one image at its own size."""
-    if not full_res:
-        return make_dataset(
-            data,
-            split,
-            batch_size=batch_size,
-            input_size=run_config.input_size,
-            split_seed=run_config.split_seed,
-            num_classes=run_config.num_classes,
-            cache=False,
-        )
-    ids = voc.resolve_split(data, split, seed=run_config.split_seed)
-    if not ids:
-        raise ValueError(f"split {split!r} of {data} is empty")
-    index_dir = prepare_index_masks(data, ids, num_classes=run_config.num_classes)
-    files = (
-        [str(voc.image_path(data, i)) for i in ids],
-        [str(index_mask_path(index_dir, i)) for i in ids],
-    )
-
-    def full_size(image_file, mask_file):
-        image, mask = load_pair(image_file, mask_file)
-        return normalize_image(image), mask
-
-    return tf.data.Dataset.from_tensor_slices(files).map(full_size).batch(1)
-
-
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
@@ -147,7 +112,16 @@ def evaluate_run(
 
     confusion = np.zeros((config.num_classes, config.num_classes))
     loss_sum, count, grid = 0.0, 0, []
-    for images, labels in _batches(config, data, split, full_res, batch_size or config.batch_size):
+    batches = make_dataset(
+        data,
+        split,
+        batch_size=1 if full_res else batch_size or config.batch_size,
+        input_size=None if full_res else config.input_size,
+        split_seed=config.split_seed,
+        num_classes=config.num_classes,
+        cache=False,
+    )
+    for images, labels in batches:
         logits = logits_at_image_size(model, images, network_size)
         loss_sum += float(loss_fn(labels, logits)) * len(images)
         count += len(images)

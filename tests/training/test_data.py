@@ -147,6 +147,15 @@ def test_a_stream_started_at_epoch_k_equals_the_full_stream_from_epoch_k(
     assert not np.array_equal(full[0][0], resumed[0][0])
 
 
+def test_native_sizes_for_full_resolution_evaluation(synth_root, tmp_path):
+    ds = make_dataset(synth_root, "train", batch_size=1, input_size=None, index_dir=tmp_path)
+    image, mask = next(iter(ds))
+    assert image.shape == (1, 120, 160, 3) and mask.shape == (1, 120, 160)
+    assert image.dtype == tf.float32 and float(tf.reduce_max(image)) <= 1.0
+    with pytest.raises(ValueError, match="input_size=None"):
+        make_dataset(synth_root, "train", batch_size=2, input_size=None, index_dir=tmp_path)
+
+
 def _interior(mask, size=5):
     kernel = np.ones((size, size), np.uint8)
     return cv2.erode(mask, kernel) == cv2.dilate(mask, kernel)
