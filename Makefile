@@ -9,7 +9,7 @@ DEMO_DIR ?= demo_out
 # Quiet TensorFlow's start-up banner (CUDA probing on a machine without a GPU).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint format demo serve clean
+.PHONY: setup test lint format protos demo serve clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The client's own copy of TF Serving's messages; commit the generated files with the .proto.
+protos: setup
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. client/proto/serving_wire.proto
 
 # The demo runs what exists so far: synthetic VOC-format data (checked, previewed through the
 # training pipeline), a short DeepLab v3 training run from scratch on the CPU (MobileNetV2 at

@@ -1,8 +1,73 @@
-"""Edge client for the segmentation model server. Never imports TensorFlow.
+"""Edge client for the segmentation model server: frames in, per-pixel class maps out.
 
-For now it holds the pure-numpy palette helpers that training and serving share.
+Runs on the RC vehicle's computer with grpcio, numpy and OpenCV only (never TensorFlow), and
+talks to TensorFlow Serving or the embedded server over TF Serving's gRPC API:
+
+    from client import SegmentationClient, SegmentationStream, open_source
+
+    with SegmentationClient("server:8500") as client, open_source(0) as camera:
+        for result in SegmentationStream(client, camera):
+            planner.update(result.segmentation.class_map)
+
+Modules: ``segmentation_client`` (calls), ``stream`` (camera streaming), ``wire`` (the
+protocol), ``errors``, ``overlay`` and ``palette`` (pictures), ``navigation`` (obstacles and
+free space for planners), ``bench_report`` (latency statistics); ``python -m client`` has the
+``bench`` and ``view`` commands.
 """
 
+from client.errors import (
+    ClientError,
+    DeadlineExceeded,
+    InvalidFrame,
+    InvalidRequest,
+    InvalidResponse,
+    ModelNotFound,
+    RequestTooLarge,
+    ServerError,
+    ServerUnavailable,
+    SignatureMismatch,
+)
+from client.overlay import draw_legend, overlay
 from client.palette import VOC_CLASS_NAMES, colorize, voc_colormap
+from client.segmentation_client import (
+    ModelMetadata,
+    RetryPolicy,
+    Segmentation,
+    SegmentationClient,
+    StageTimings,
+)
+from client.stream import (
+    LatestFrameSource,
+    SegmentationStream,
+    SourceError,
+    StreamResult,
+    open_source,
+)
 
-__all__ = ["VOC_CLASS_NAMES", "colorize", "voc_colormap"]
+__all__ = [
+    "VOC_CLASS_NAMES",
+    "ClientError",
+    "DeadlineExceeded",
+    "InvalidFrame",
+    "InvalidRequest",
+    "InvalidResponse",
+    "LatestFrameSource",
+    "ModelMetadata",
+    "ModelNotFound",
+    "RequestTooLarge",
+    "RetryPolicy",
+    "Segmentation",
+    "SegmentationClient",
+    "SegmentationStream",
+    "ServerError",
+    "ServerUnavailable",
+    "SignatureMismatch",
+    "SourceError",
+    "StageTimings",
+    "StreamResult",
+    "colorize",
+    "draw_legend",
+    "open_source",
+    "overlay",
+    "voc_colormap",
+]

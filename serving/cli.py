@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-concurrent", type=int, default=2, help="requests running the model at once"
     )
+    parser.add_argument("--ssl-cert", type=Path, help="PEM certificate: serve gRPC over TLS")
+    parser.add_argument("--ssl-key", type=Path, help="PEM private key of --ssl-cert")
     parser.add_argument("--grace", type=float, default=10.0, help="shutdown grace (seconds)")
     parser.add_argument(
         "--intra-op-threads", type=int, default=os.cpu_count(), help="TensorFlow op threads"
@@ -95,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers or default_workers(),
             limits=Limits(max_batch=args.max_batch, max_pixels=args.max_pixels),
             max_concurrent=args.max_concurrent,
+            tls_cert=args.ssl_cert,
+            tls_key=args.ssl_key,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -107,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = EmbeddedServer(sources, options)
     try:
         server.start()
-    except OSError as error:
+    except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for source in sources:

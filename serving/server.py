@@ -15,6 +15,7 @@ import os
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -52,6 +53,9 @@ class ServerOptions:
     # Requests running the model at once; the others wait their turn. On a CPU, parallel runs
     # only share the cores (and each holds its frame's big tensors).
     max_concurrent: int = 2
+    # PEM files: with both, the port speaks TLS (robots reaching the server over Wi-Fi).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self):
         # A request's outputs are 2 bytes per pixel; they must fit one gRPC message.
@@ -63,6 +67,18 @@ class ServerOptions:
             )
         if self.max_concurrent < 1:
             raise ValueError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both --ssl-cert and --ssl-key")
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        """TLS credentials from the PEM files, or None for a plain port."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        try:
+            pair = (Path(self.tls_key).read_bytes(), Path(self.tls_cert).read_bytes())
+        except OSError as error:
+            raise ValueError(f"cannot read TLS file: {error}") from error
+        return grpc.ssl_server_credentials([pair])
 
 
 class EmbeddedServer:
@@ -85,6 +101,7 @@ class EmbeddedServer:
 
     def start(self) -> None:
         """Loads every model's versions (blocking), then starts listening."""
+        credentials = self.options.credentials()  # a bad TLS file fails before the loading
         self.manager.start()
         size = self.options.max_message_bytes
         self._grpc = grpc.server(
@@ -105,7 +122,10 @@ class EmbeddedServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         address = f"{self.options.host}:{self.options.port}"
         try:
-            self.port = self._grpc.add_insecure_port(address)
+            if credentials is None:
+                self.port = self._grpc.add_insecure_port(address)
+            else:
+                self.port = self._grpc.add_secure_port(address, credentials)
         except RuntimeError as error:
             self.manager.stop()
             raise OSError(f"cannot listen on {address} (in use?): {error}") from error

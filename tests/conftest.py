@@ -1,4 +1,5 @@
-"""Shared fixtures: the real VOC sample from ../shared and small synthetic VOC roots."""
+"""Shared fixtures: the real VOC sample from ../shared, small synthetic VOC roots, an exported
+model."""
 
 from __future__ import annotations
 
@@ -36,6 +37,33 @@ def synth_root(tmp_path_factory) -> Path:
         size=(160, 120),
         val_fraction=0.25,
     )
+
+
+@pytest.fixture(scope="session")
+def exported_version(synth_root, tmp_path_factory) -> Path:
+    """``…/deeplabv3/1``: a small DeepLab v3 exported by the real exporter, shared by the
+    serving and client tests. Trained for a few steps (~20 s): untrained, its logits are
+    ~1e-12 and its answers do not depend on the frame, so no comparison could fail."""
+    from training.export import export_run
+    from training.run import TrainConfig
+    from training.train import train
+
+    config = TrainConfig(
+        data=str(synth_root),
+        out=str(tmp_path_factory.mktemp("serving-run") / "run"),
+        epochs=2,
+        steps_per_epoch=6,
+        batch_size=4,
+        input_size=(64, 64),
+        lr=3e-3,
+        backbone="mobilenetv2",
+        backbone_weights=None,
+        bn_momentum=0.5,
+        loss="ce",
+    )
+    run = train(config, verbose=0).run
+    models = tmp_path_factory.mktemp("serving-models")
+    return export_run(run.path, models, warmup_sizes=((48, 64),)).path
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 
@@ -23,3 +24,13 @@ def write_random_run(path: Path, data: Path, input_size: tuple[int, int] = (64, 
     voc.write_split_lists(data, run.splits, ("train", "val"))
     run.build_model().save_weights(run.best_weights)
     return run
+
+
+def copy_version(source: Path, base_path: Path, version: int) -> Path:
+    """Publishes a copy of ``source`` as ``base_path/version`` the way export does: staged
+    under a non-integer name, then renamed."""
+    staging = base_path / f".copy-{version}"
+    shutil.copytree(source, staging)
+    target = base_path / str(version)
+    staging.rename(target)
+    return target

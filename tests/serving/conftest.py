@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import grpc
@@ -11,30 +10,9 @@ import pytest
 from serving.inputs import Limits
 from serving.model_config import single_model
 from serving.server import EmbeddedServer, ServerOptions
-from tests.helpers import write_random_run
+from tests.helpers import copy_version
 
 LIMITS = Limits(max_batch=4, max_pixels=1_500_000)
-
-
-@pytest.fixture(scope="session")
-def exported_version(synth_root, tmp_path_factory) -> Path:
-    """``…/deeplabv3/1``: a small DeepLab v3 (random weights) exported by the real exporter."""
-    from training.export import export_run
-
-    run_dir = tmp_path_factory.mktemp("serving-run") / "run"
-    write_random_run(run_dir, synth_root)
-    models = tmp_path_factory.mktemp("serving-models")
-    return export_run(run_dir, models, warmup_sizes=((48, 64),)).path
-
-
-def copy_version(source: Path, base_path: Path, version: int) -> Path:
-    """Publishes a copy of ``source`` as ``base_path/version`` the way export does: staged
-    under a non-integer name, then renamed."""
-    staging = base_path / f".copy-{version}"
-    shutil.copytree(source, staging)
-    target = base_path / str(version)
-    staging.rename(target)
-    return target
 
 
 @pytest.fixture

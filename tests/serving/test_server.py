@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.metrics import METRICS_PATH
-from tests.serving.conftest import copy_version
+from tests.helpers import copy_version
 
 STATE = get_model_status_pb2.ModelVersionStatus.State
 

@@ -1,0 +1,1 @@
+"""Generated protobuf modules for the client's wire protocol (see serving_wire.proto)."""

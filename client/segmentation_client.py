@@ -1,0 +1,378 @@
+"""`SegmentationClient`: camera frames in, per-pixel class maps out, over TF Serving's gRPC API.
+
+It speaks to TensorFlow Serving and to the embedded server alike, without TensorFlow:
+
+    with SegmentationClient("robot-server:8500") as client:
+        client.wait_until_ready(timeout=30)
+        names = client.metadata().class_names
+        result = client.segment(frame_bgr)           # an OpenCV frame, H×W×3 uint8 BGR
+        result.class_map                              # H×W uint8 VOC ids, the frame's size
+        result.timings.rpc                            # seconds on the wire and in the server
+
+``transport="raw"`` sends the pixels (``serving_default``, best on a LAN); ``"jpeg"`` sends a
+JPEG (``segment_jpeg``, ~10× fewer bytes over Wi-Fi, at some cost in encoding and accuracy).
+Several targets are used round-robin; a target that is down is skipped by the retries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import grpc
+import numpy as np
+
+from client import wire
+from client.errors import (
+    ClientError,
+    InvalidFrame,
+    InvalidResponse,
+    ServerUnavailable,
+    from_rpc_error,
+)
+from client.proto import serving_wire_pb2 as pb
+
+Transport = Literal["raw", "jpeg"]
+ColorOrder = Literal["bgr", "rgb"]
+
+DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
+"""gRPC's 4 MiB default is raised: a 1080p raw frame is 6.2 MB, its class map 2 MB."""
+
+# Reconnect quickly after a server restart: gRPC's defaults back off to minutes, and a robot
+# on a LAN would stay blind for that long.
+_CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", DEFAULT_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", DEFAULT_MESSAGE_BYTES),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+_SIGNATURES: dict[str, tuple[str, str]] = {
+    "raw": ("serving_default", "images"),
+    "jpeg": ("segment_jpeg", "jpeg"),
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts after UNAVAILABLE; attempts stop at the call's deadline."""
+
+    initial_backoff: float = 0.05
+    max_backoff: float = 1.0
+    multiplier: float = 2.0
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Seconds spent per stage of one call: encoding the frame and the request, the RPC
+    (network and server), decoding the answer."""
+
+    encode: float
+    rpc: float
+    decode: float
+
+    @property
+    def total(self) -> float:
+        return self.encode + self.rpc + self.decode
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The answer for one frame; ``class_map`` (and ``confidence``) have the frame's H×W.
+
+    The arrays are read-only views of the received bytes (no copy); ``.copy()`` to edit."""
+
+    class_map: np.ndarray
+    confidence: np.ndarray | None
+    model_version: int
+    timings: StageTimings
+    request_bytes: int
+    response_bytes: int
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the model's ``metadata`` signature says: class names, RGB palette [C,3], the
+    network's input size and output stride."""
+
+    class_names: tuple[str, ...]
+    palette: np.ndarray
+    input_size: tuple[int, int]
+    output_stride: int
+    model_version: int
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: int
+    state: str
+    error: str
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _check_frame(frame: object, color: str) -> np.ndarray:
+    if color not in ("bgr", "rgb"):
+        raise InvalidFrame(f'color must be "bgr" or "rgb", got {color!r}')
+    if not isinstance(frame, np.ndarray):
+        raise InvalidFrame(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise InvalidFrame(f"frame dtype must be uint8, got {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InvalidFrame(f"frame must be H×W×3 with H, W > 0, got shape {frame.shape}")
+    return frame
+
+
+class SegmentationClient:
+    """A client for the ``deeplabv3`` model (or ``model``) on one or more servers.
+
+    ``version`` pins an integer version or a version label (``"stable"``); None follows the
+    server's latest. ``timeout`` is each call's deadline in seconds, retries included.
+    ``credentials`` (``grpc.ssl_channel_credentials(...)``) switches to TLS. ``options`` are
+    extra gRPC channel options; they override ours. ``workers`` bounds ``segment_async``.
+    """
+
+    def __init__(
+        self,
+        target: str | Sequence[str],
+        model: str = "deeplabv3",
+        *,
+        version: int | str | None = None,
+        transport: Transport = "raw",
+        jpeg_quality: int = 90,
+        timeout: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, object]] = (),
+        retry: RetryPolicy = RetryPolicy(),
+        workers: int = 4,
+    ):
+        targets = [target] if isinstance(target, str) else list(target)
+        if not targets or not all(isinstance(t, str) and t for t in targets):
+            raise ValueError(f"target must be 'host:port' or a list of them, got {target!r}")
+        if transport not in _SIGNATURES:
+            raise ValueError(f'transport must be "raw" or "jpeg", got {transport!r}')
+        if not 0 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 0..100, got {jpeg_quality}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.targets = tuple(targets)
+        self.model = model
+        self.version = version
+        self.transport: Transport = transport
+        self.jpeg_quality = jpeg_quality
+        self.timeout = timeout
+        self.retry = retry
+        # Caller's options replace ours by name (gRPC would take the first of duplicates).
+        channel_options = list({**dict(_CHANNEL_OPTIONS), **dict(options)}.items())
+        self._channels = [
+            grpc.secure_channel(t, credentials, channel_options)
+            if credentials is not None
+            else grpc.insecure_channel(t, channel_options)
+            for t in self.targets
+        ]
+        self._predict = [self._method(c, wire.PREDICT_METHOD) for c in self._channels]
+        self._status = [self._method(c, wire.GET_MODEL_STATUS_METHOD) for c in self._channels]
+        self._turn = itertools.count()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
+
+    @staticmethod
+    def _method(channel: grpc.Channel, path: str):
+        # Bytes in, bytes out: the client serializes and parses itself, so the encode and
+        # decode stages are timed and the message sizes are known.
+        return channel.unary_unary(
+            path, request_serializer=_identity, response_deserializer=_identity
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for channel in self._channels:
+            channel.close()
+
+    def __enter__(self) -> SegmentationClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def _spec(self, signature: str = "") -> pb.ModelSpec:
+        if isinstance(self.version, str):
+            return wire.model_spec(self.model, label=self.version, signature=signature)
+        return wire.model_spec(self.model, version=self.version, signature=signature)
+
+    def _call(self, methods: list, request: bytes, timeout: float | None) -> bytes:
+        """One RPC with retries on UNAVAILABLE, moving round-robin over the targets, until
+        the deadline; any other status is raised at once as its ClientError."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        backoff = self.retry.initial_backoff
+        for attempt in itertools.count(1):
+            index = next(self._turn) % len(methods)
+            remaining = deadline - time.monotonic()
+            try:
+                return methods[index](request, timeout=max(remaining, 0.001))
+            except grpc.RpcError as error:
+                failure = from_rpc_error(error, self.targets[index], attempt)
+                remaining = deadline - time.monotonic()
+                if error.code() != grpc.StatusCode.UNAVAILABLE or remaining <= 0:
+                    raise failure from None
+            time.sleep(min(backoff, remaining))
+            backoff = min(backoff * self.retry.multiplier, self.retry.max_backoff)
+        raise AssertionError("unreachable")
+
+    def predict(
+        self,
+        inputs: dict[str, np.ndarray | Sequence[bytes]],
+        *,
+        signature: str = "serving_default",
+        outputs: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """A plain Predict call on any signature: outputs by name, and the answering version."""
+        request = wire.predict_request(self._spec(signature), inputs, outputs)
+        response = pb.PredictResponse.FromString(
+            self._call(self._predict, request.SerializeToString(), timeout)
+        )
+        return wire.decode_outputs(response), response.model_spec.version.value
+
+    def metadata(self, *, timeout: float | None = None) -> ModelMetadata:
+        """Class names, palette and input size from the model's ``metadata`` signature."""
+        outputs, version = self.predict({}, signature="metadata", timeout=timeout)
+        try:
+            # The signature answers one row per request element; its default input asks one.
+            return ModelMetadata(
+                class_names=tuple(v.decode() for v in outputs["class_names"][0]),
+                palette=np.asarray(outputs["palette"][0], np.uint8),
+                input_size=tuple(int(v) for v in outputs["input_size"][0]),
+                output_stride=int(outputs["output_stride"][0]),
+                model_version=version,
+            )
+        except (KeyError, IndexError) as error:
+            raise InvalidResponse(
+                f"metadata signature of {self.model!r} lacks {error}: got outputs "
+                f"{ {k: v.shape for k, v in outputs.items()} }"
+            ) from None
+
+    def model_status(self, *, timeout: float | None = None) -> dict[str, list[VersionStatus]]:
+        """Each target's version states (GetModelStatus), e.g. ``{"host:8500": [3 AVAILABLE]}``."""
+        request = pb.GetModelStatusRequest(model_spec=self._spec()).SerializeToString()
+        answer = {}
+        for target, method in zip(self.targets, self._status, strict=True):
+            response = pb.GetModelStatusResponse.FromString(self._call([method], request, timeout))
+            answer[target] = [
+                VersionStatus(
+                    version=status.version,
+                    state=pb.ModelVersionStatus.State.Name(status.state),
+                    error=status.status.error_message,
+                )
+                for status in response.model_version_status
+            ]
+        return answer
+
+    def wait_until_ready(self, timeout: float = 30.0) -> dict[str, list[VersionStatus]]:
+        """Blocks until every target serves the model (a version AVAILABLE), polling
+        GetModelStatus; raises ServerUnavailable with the last state seen after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                statuses = self.model_status(timeout=max(min(remaining, 2.0), 0.01))
+                if all(any(s.state == "AVAILABLE" for s in v) for v in statuses.values()):
+                    return statuses
+                last = str(statuses)
+            except ClientError as error:
+                last = str(error)
+            if time.monotonic() >= deadline:
+                raise ServerUnavailable(
+                    f"model {self.model!r} not available on {', '.join(self.targets)} after "
+                    f"{timeout:g} s; last: {last}"
+                )
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+
+    def segment(
+        self,
+        frame: np.ndarray,
+        *,
+        color: ColorOrder = "bgr",
+        confidence: bool = False,
+        timeout: float | None = None,
+    ) -> Segmentation:
+        """The class map of one frame (H×W×3 uint8; ``color`` says its channel order: OpenCV
+        gives BGR). The server resizes; the class map comes back at the frame's H×W."""
+        started = time.perf_counter()
+        _check_frame(frame, color)
+        signature, input_name = _SIGNATURES[self.transport]
+        wanted = ["class_map", "confidence"] if confidence else ["class_map"]
+        value = self._encode_frame(frame, color)
+        request = wire.predict_request(self._spec(signature), {input_name: value}, wanted)
+        payload = request.SerializeToString()
+        sent = time.perf_counter()
+        answer = self._call(self._predict, payload, timeout)
+        received = time.perf_counter()
+        response = pb.PredictResponse.FromString(answer)
+        outputs = {name: self._output(response, name, frame.shape[:2]) for name in wanted}
+        done = time.perf_counter()
+        return Segmentation(
+            class_map=outputs["class_map"],
+            confidence=outputs.get("confidence"),
+            model_version=response.model_spec.version.value,
+            timings=StageTimings(sent - started, received - sent, done - received),
+            request_bytes=len(payload),
+            response_bytes=len(answer),
+        )
+
+    def segment_async(
+        self,
+        frame: np.ndarray,
+        *,
+        color: ColorOrder = "bgr",
+        confidence: bool = False,
+        timeout: float | None = None,
+    ) -> Future[Segmentation]:
+        """``segment`` on the client's worker threads; the future raises its ClientError."""
+        return self._executor.submit(
+            self.segment, frame, color=color, confidence=confidence, timeout=timeout
+        )
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _encode_frame(self, frame: np.ndarray, color: str) -> np.ndarray | list[bytes]:
+        if self.transport == "jpeg":
+            # cv2.imencode reads BGR.
+            bgr = frame if color == "bgr" else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise InvalidFrame(f"OpenCV could not JPEG-encode a frame of shape {frame.shape}")
+            return [encoded.tobytes()]
+        # The model takes RGB; cvtColor also gives the contiguous buffer tobytes wants.
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if color == "bgr" else frame
+        return rgb[np.newaxis]
+
+    def _output(
+        self, response: pb.PredictResponse, name: str, frame_size: tuple[int, int]
+    ) -> np.ndarray:
+        if name not in response.outputs:
+            raise InvalidResponse(
+                f"the answer lacks output {name!r}; it holds {sorted(response.outputs)}"
+            )
+        try:
+            array = wire.decode_tensor(response.outputs[name], name)
+        except wire.WireError as error:
+            raise InvalidResponse(str(error)) from None
+        if array.shape != (1, *frame_size) or array.dtype != np.uint8:
+            raise InvalidResponse(
+                f"output {name!r} is {array.dtype} {list(array.shape)}, expected uint8 "
+                f"[1, {frame_size[0]}, {frame_size[1]}] for this frame"
+            )
+        return array[0]

@@ -1,0 +1,235 @@
+"""SegmentationClient against a real embedded server, compared with the SavedModel's own output."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+
+from client import (
+    VOC_CLASS_NAMES,
+    InvalidFrame,
+    InvalidRequest,
+    ModelNotFound,
+    RequestTooLarge,
+    SegmentationClient,
+    ServerUnavailable,
+)
+from client.errors import SignatureMismatch
+from tests.client.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def frame_bgr(synth_root) -> np.ndarray:
+    """A real JPEG from disk as OpenCV gives it: H×W×3 BGR."""
+    path = sorted((synth_root / "JPEGImages").glob("*.jpg"))[0]
+    return cv2.imread(str(path))
+
+
+def reference(saved_model, rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """What the SavedModel's serving_default answers for one RGB frame."""
+    outputs = saved_model.signatures["serving_default"](images=rgb[np.newaxis])
+    return {name: value.numpy()[0] for name, value in outputs.items()}
+
+
+def test_raw_frames_match_the_saved_model(target, saved_model, frame_bgr):
+    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    expected = reference(saved_model, rgb)
+    with SegmentationClient(target) as client:
+        result = client.segment(frame_bgr, confidence=True)
+    np.testing.assert_array_equal(result.class_map, expected["class_map"])
+    np.testing.assert_array_equal(result.confidence, expected["confidence"])
+    assert result.class_map.shape == frame_bgr.shape[:2] and result.class_map.dtype == np.uint8
+    assert result.model_version == 1
+    assert result.request_bytes > frame_bgr.nbytes  # the pixels, as one buffer, plus framing
+    assert result.response_bytes > 2 * frame_bgr.shape[0] * frame_bgr.shape[1]
+    assert min(result.timings.encode, result.timings.rpc, result.timings.decode) > 0
+
+
+def test_color_order_is_converted_for_bgr_and_kept_for_rgb(target, saved_model, frame_bgr):
+    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    as_rgb, swapped = reference(saved_model, rgb), reference(saved_model, frame_bgr)
+    # The check below can only fail if the model tells the two channel orders apart.
+    assert not np.array_equal(as_rgb["confidence"], swapped["confidence"])
+    with SegmentationClient(target) as client:
+        from_bgr = client.segment(frame_bgr, color="bgr", confidence=True)
+        from_rgb = client.segment(rgb, color="rgb", confidence=True)
+        mislabelled = client.segment(frame_bgr, color="rgb", confidence=True)
+    np.testing.assert_array_equal(from_bgr.confidence, as_rgb["confidence"])
+    np.testing.assert_array_equal(from_rgb.confidence, as_rgb["confidence"])
+    np.testing.assert_array_equal(mislabelled.confidence, swapped["confidence"])
+    assert from_bgr.confidence is not None and from_bgr.class_map.flags.c_contiguous
+
+
+def test_jpeg_transport_matches_the_saved_model_on_the_same_bytes(target, saved_model, frame_bgr):
+    ok, jpeg = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    expected = saved_model.signatures["segment_jpeg"](jpeg=np.array([jpeg.tobytes()]))
+    with SegmentationClient(target, transport="jpeg", jpeg_quality=80) as client:
+        result = client.segment(frame_bgr, confidence=True)
+        rgb_result = client.segment(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), color="rgb")
+    np.testing.assert_array_equal(result.class_map, expected["class_map"].numpy()[0])
+    np.testing.assert_array_equal(result.confidence, expected["confidence"].numpy()[0])
+    np.testing.assert_array_equal(rgb_result.class_map, result.class_map)
+    assert result.request_bytes < frame_bgr.nbytes / 4  # the point of the JPEG transport
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (64, 48), (1, 1), (1080, 1920)])
+def test_class_map_has_the_frame_size(target, saved_model, shape):
+    frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    with SegmentationClient(target) as client:
+        result = client.segment(frame, color="rgb")
+    assert result.class_map.shape == shape
+    np.testing.assert_array_equal(result.class_map, reference(saved_model, frame)["class_map"])
+
+
+def test_real_voc_frame(target, saved_model, voc_sample):
+    path = sorted((voc_sample / "JPEGImages").glob("*.jpg"))[0]
+    frame = cv2.imread(str(path))
+    with SegmentationClient(target, transport="jpeg") as client:
+        result = client.segment(frame)
+    assert result.class_map.shape == frame.shape[:2]
+    assert set(np.unique(result.class_map)) <= set(range(21))
+
+
+def test_metadata_and_status(target, client_models):
+    with SegmentationClient(target) as client:
+        metadata = client.metadata()
+        statuses = client.wait_until_ready(timeout=5)
+    assert metadata.class_names == VOC_CLASS_NAMES
+    assert metadata.palette.shape == (21, 3) and metadata.palette[15].tolist() == [192, 128, 128]
+    assert metadata.input_size == (64, 64) and metadata.output_stride == 16
+    assert metadata.model_version == 1
+    assert [(s.version, s.state) for s in statuses[target]] == [(1, "AVAILABLE")]
+
+
+def test_async_calls_return_futures(target, saved_model, frame_bgr):
+    expected = reference(saved_model, cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+    with SegmentationClient(target, workers=2) as client:
+        futures = [client.segment_async(frame_bgr) for _ in range(4)]
+        results = [future.result(timeout=30) for future in futures]
+    for result in results:
+        np.testing.assert_array_equal(result.class_map, expected["class_map"])
+
+
+def test_local_frame_errors_name_the_problem(target):
+    with SegmentationClient(target) as client:
+        with pytest.raises(InvalidFrame, match=r"H×W×3.*\(10, 10\)"):
+            client.segment(np.zeros((10, 10), np.uint8))
+        with pytest.raises(InvalidFrame, match="uint8, got float32"):
+            client.segment(np.zeros((10, 10, 3), np.float32))
+        with pytest.raises(InvalidFrame, match="numpy array, got list"):
+            client.segment([[0, 0, 0]])
+        with pytest.raises(InvalidFrame, match="color"):
+            client.segment(np.zeros((4, 4, 3), np.uint8), color="hsv")
+
+
+def test_server_errors_become_client_errors_with_the_servers_message(target):
+    frame = np.zeros((8, 8, 3), np.uint8)
+    with SegmentationClient(target, model="nope") as client:
+        with pytest.raises(ModelNotFound, match=r"NOT_FOUND.*nope") as caught:
+            client.segment(frame)
+        assert caught.value.code == grpc.StatusCode.NOT_FOUND and caught.value.target == target
+    with SegmentationClient(target, version=7) as client, pytest.raises(ModelNotFound, match="7"):
+        client.segment(frame)
+    with SegmentationClient(target) as client:
+        too_many_pixels = np.zeros((1100, 2000, 3), np.uint8)
+        with pytest.raises(InvalidRequest, match=r"INVALID_ARGUMENT.*pixels"):
+            client.segment(too_many_pixels)
+        with pytest.raises(SignatureMismatch, match=r"FAILED_PRECONDITION.*no_such_signature"):
+            client.predict({"images": frame[np.newaxis]}, signature="no_such_signature")
+    small = [("grpc.max_send_message_length", 1000)]
+    with (
+        SegmentationClient(target, options=small) as client,
+        pytest.raises(RequestTooLarge, match="RESOURCE_EXHAUSTED"),
+    ):
+        client.segment(np.zeros((100, 100, 3), np.uint8))
+
+
+def test_unreachable_server_is_retried_until_the_deadline():
+    with SegmentationClient(f"127.0.0.1:{free_port()}", timeout=0.8) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailable, match=r"UNAVAILABLE \(after \d+ attempts\)"):
+            client.segment(np.zeros((8, 8, 3), np.uint8))
+        assert 0.7 < time.monotonic() - started < 3
+        with pytest.raises(ServerUnavailable, match=r"not available .* after 0.5 s"):
+            client.wait_until_ready(timeout=0.5)
+
+
+def test_a_server_that_comes_up_within_the_deadline_answers(start_server, frame_bgr):
+    port = free_port()
+    with SegmentationClient(f"127.0.0.1:{port}", timeout=60) as client:
+        future = client.segment_async(frame_bgr)
+        time.sleep(1.0)  # the first attempts fail: nothing listens yet
+        assert not future.done()
+        start_server(port=port)
+        assert future.result(timeout=60).class_map.shape == frame_bgr.shape[:2]
+        assert client.wait_until_ready(timeout=5)
+
+
+def test_round_robin_over_targets_and_failover(start_server, frame_bgr):
+    first, second = start_server(), start_server()
+    targets = [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
+
+    def answered(server) -> float:
+        labels = {"method": "Predict", "model": "deeplabv3", "signature": "serving_default"}
+        return (
+            server.metrics.registry.get_sample_value(
+                "rcseg_requests_total", {**labels, "code": "OK"}
+            )
+            or 0.0
+        )
+
+    with SegmentationClient(targets, timeout=10) as client:
+        for _ in range(4):
+            client.segment(frame_bgr)
+        assert answered(first) == 2 and answered(second) == 2
+        second.stop(grace=0.1)
+        for _ in range(3):  # every call still lands, on the server that is up
+            client.segment(frame_bgr)
+        assert answered(first) == 5
+
+
+def test_tls(start_server, frame_bgr, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        capture_output=True,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"openssl could not make a test certificate: {made.stderr.decode()[-200:]}")
+    server = start_server(tls_cert=cert, tls_key=key)
+    credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    with SegmentationClient(f"localhost:{server.port}", credentials=credentials) as client:
+        assert client.segment(frame_bgr).class_map.shape == frame_bgr.shape[:2]
+    with (
+        SegmentationClient(f"localhost:{server.port}", timeout=1) as plain,
+        pytest.raises(ServerUnavailable),
+    ):
+        plain.segment(frame_bgr)
+
+
+def test_concurrent_segment_calls_from_threads(target, frame_bgr):
+    errors = []
+
+    def work(client):
+        try:
+            for _ in range(3):
+                client.segment(frame_bgr)
+        except Exception as error:  # collected, asserted below
+            errors.append(error)
+
+    with SegmentationClient(target) as client:
+        threads = [threading.Thread(target=work, args=(client,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
