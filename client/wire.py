@@ -120,10 +120,16 @@ def decode_tensor(tensor: pb.TensorProto, name: str = "tensor") -> np.ndarray:
         return np.frombuffer(tensor.tensor_content, dtype=dtype).reshape(shape)
     field = _VALUE_FIELDS[tensor.dtype]
     raw = getattr(tensor, field)
+    values = np.array(raw)
+    if tensor.dtype == pb.DT_HALF:  # half_val holds the float16 bit patterns
+        dtype, values = np.dtype(np.uint16), values.astype(np.uint16)
+    if values.size and np.issubdtype(dtype, np.integer):
+        limits = np.iinfo(dtype)
+        if values.min() < limits.min or values.max() > limits.max:
+            raise WireError(f"{name}: {field} holds values outside {dtype}")
+    values = values.astype(dtype)
     if tensor.dtype == pb.DT_HALF:
-        values = np.array(raw, dtype=np.uint16).view(np.float16)
-    else:
-        values = np.array(raw, dtype=dtype)
+        values = values.view(np.float16)
     return _fill(values, shape, count, name, field)
 
 
@@ -132,12 +138,13 @@ def _type_name(code: int) -> str:
 
 
 def _fill(values: np.ndarray, shape: tuple[int, ...], count: int, name: str, field: str):
-    # TF's rule: a shorter value list is padded with its last value (a single value fills all).
+    # TF's rules (Tensor::FromProto): no values at all means zeros (TF writes all-zero tensors
+    # that way when it compresses protos); a shorter list is padded with its last value.
     if values.size == count:
         return values.reshape(shape)
-    if values.size == 0 and count > 0:
-        raise WireError(f"{name}: shape {list(shape)} but neither tensor_content nor {field} set")
-    if 0 < values.size < count:
+    if values.size == 0:
+        return np.full(shape, b"" if values.dtype == object else 0, dtype=values.dtype)
+    if values.size < count:
         return np.concatenate([values, np.repeat(values[-1:], count - values.size)]).reshape(shape)
     if count == 0:
         return values[:0].reshape(shape)

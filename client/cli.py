@@ -1,0 +1,291 @@
+"""``python -m client``: per-frame latency benchmark and overlay viewer against a model server.
+
+    python -m client bench --target localhost:8500 --source synthetic --frames 300 \\
+        --transport raw --in-flight 1 --out results.json --plot latency.png
+    python -m client view --target localhost:8500 --source drive.mp4 --out overlay.mp4
+
+``--source`` is a camera index (``0``), a video file, an rtsp:// or http:// URL, a GStreamer
+pipeline, or ``synthetic`` (moving shapes, no camera needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from client.bench_report import (
+    FrameTiming,
+    ProgressLine,
+    format_table,
+    summarize,
+    write_plot,
+    write_results,
+)
+from client.errors import ClientError
+from client.overlay import draw_legend, overlay, present_classes
+from client.segmentation_client import SegmentationClient
+from client.stream import LatestFrameSource, SegmentationStream, SourceError, StreamResult
+from client.stream import open_source as open_frame_source
+from client.synthetic import synthetic_frames
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTH like 480x640, got {text!r}"
+        ) from None
+    return height, width
+
+
+def _add_connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        action="append",
+        required=True,
+        help="model server HOST:PORT (repeat for round-robin over several)",
+    )
+    parser.add_argument("--model", default="deeplabv3")
+    parser.add_argument("--version", help="model version number or label (default: latest)")
+    parser.add_argument("--transport", choices=("raw", "jpeg"), default="raw")
+    parser.add_argument("--jpeg-quality", type=int, default=90)
+    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per frame (s)")
+    parser.add_argument("--ready-timeout", type=float, default=60.0, help="wait for the model")
+    parser.add_argument(
+        "--source", default="synthetic", help="camera index, file, URL, pipeline or 'synthetic'"
+    )
+    parser.add_argument("--size", type=_size, default=(480, 640), help="synthetic frame size HxW")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        help="read the source at this rate (default: synthetic 30, a file its own rate, a "
+        "camera its own; 0: as fast as it reads)",
+    )
+    parser.add_argument("--in-flight", type=int, default=1, help="requests outstanding at once")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bench = commands.add_parser("bench", help="per-frame latency against a model server")
+    _add_connection(bench)
+    bench.add_argument("--frames", type=int, default=300, help="frames measured")
+    bench.add_argument("--warmup", type=int, default=5, help="frames sent first, not measured")
+    bench.add_argument("--confidence", action="store_true", help="also fetch confidence maps")
+    bench.add_argument("--out", type=Path, help="results file: .json or .csv (every frame)")
+    bench.add_argument("--plot", type=Path, help="PNG with a latency histogram and timeline")
+    bench.add_argument("--quiet", action="store_true", help="no progress line")
+
+    view = commands.add_parser("view", help="write (and show) an overlay video")
+    _add_connection(view)
+    view.add_argument("--out", type=Path, required=True, help="overlay video (.mp4 or .avi)")
+    view.add_argument("--frames", type=int, help="stop after this many frames")
+    view.add_argument("--alpha", type=float, default=0.5, help="class colour opacity")
+    view.add_argument(
+        "--show", choices=("auto", "yes", "no"), default="auto", help="window (auto: if display)"
+    )
+    return parser
+
+
+def _version(text: str | None) -> int | str | None:
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _client(args: argparse.Namespace, workers: int) -> SegmentationClient:
+    return SegmentationClient(
+        args.target,
+        args.model,
+        version=_version(args.version),
+        transport=args.transport,
+        jpeg_quality=args.jpeg_quality,
+        timeout=args.timeout,
+        workers=workers,
+    )
+
+
+def _open_source(args: argparse.Namespace, frames: int | None, every_frame: bool):
+    """The frame source and its nominal rate (None: as the source delivers)."""
+    if args.source == "synthetic":
+        fps = 30.0 if args.fps is None else args.fps
+        return (
+            LatestFrameSource(
+                synthetic_frames(frames, size=args.size),
+                latest_only=not every_frame,
+                fps=fps or None,
+                name="synthetic",
+            ),
+            fps or None,
+        )
+    fps = args.fps
+    if fps is None and not args.source.isdigit() and Path(args.source).is_file():
+        capture = cv2.VideoCapture(args.source)
+        fps = capture.get(cv2.CAP_PROP_FPS) or None
+        capture.release()
+    source = open_frame_source(args.source, latest_only=not every_frame, fps=fps or None)
+    return source, fps or None
+
+
+def _timing(result: StreamResult, started: float) -> FrameTiming:
+    segmentation = result.segmentation
+    timings = segmentation.timings if segmentation is not None else None
+    return FrameTiming(
+        index=result.index,
+        ok=result.ok,
+        latency=result.age,
+        capture_wait=result.capture_wait,
+        encode=timings.encode if timings else math.nan,
+        rpc=timings.rpc if timings else math.nan,
+        decode=timings.decode if timings else math.nan,
+        request_bytes=segmentation.request_bytes if segmentation else 0,
+        response_bytes=segmentation.response_bytes if segmentation else 0,
+        completed_at=result.completed_at - started,
+        error=str(result.error) if result.error else "",
+    )
+
+
+def bench(args: argparse.Namespace) -> int:
+    with _client(args, workers=max(4, args.in_flight)) as client:
+        print(f"waiting for {args.model} on {', '.join(args.target)} …", file=sys.stderr)
+        client.wait_until_ready(args.ready_timeout)
+        # Synthetic frames never run out: the benchmark measures --frames answered frames.
+        source, fps = _open_source(args, None, every_frame=False)
+        with source:
+            stream = SegmentationStream(client, source, max_in_flight=args.in_flight)
+            timings: list[FrameTiming] = []
+            progress = ProgressLine(args.frames, disable=args.quiet, description="bench")
+            results = iter(stream)
+            dropped_before = 0
+            # Warmup frames fill caches and connections on both sides; they are not measured.
+            for _ in itertools.islice(results, args.warmup):
+                dropped_before = source.dropped
+            started = time.monotonic()
+            for result in itertools.islice(results, args.frames):
+                timings.append(_timing(result, started))
+                progress.update(timings[-1], dropped=source.dropped - dropped_before)
+            wall = time.monotonic() - started
+            progress.close()
+            dropped = source.dropped - dropped_before
+    settings = {
+        "targets": args.target,
+        "model": args.model,
+        "source": args.source,
+        "frame_size": list(args.size) if args.source == "synthetic" else None,
+        "source_fps": fps,
+        "transport": args.transport,
+        "in_flight": args.in_flight,
+        "frames": args.frames,
+        "warmup": args.warmup,
+    }
+    summary = summarize(timings, dropped=dropped, wall_seconds=wall, settings=settings)
+    print(format_table(summary))
+    if args.out:
+        print(f"results: {write_results(summary, timings, args.out)}")
+    if args.plot:
+        print(f"plot: {write_plot(timings, args.plot, title=_plot_title(settings))}")
+    return 0 if timings and summary["counts"]["ok"] else 1
+
+
+def _plot_title(settings: dict) -> str:
+    return (
+        f"{settings['model']} via {settings['transport']}, in flight {settings['in_flight']}, "
+        f"source {settings['source']}"
+    )
+
+
+class _Window:
+    """cv2.imshow where a display and a GUI build of OpenCV exist; otherwise nothing."""
+
+    def __init__(self, mode: str):
+        self.enabled = mode == "yes" or (mode == "auto" and bool(os.environ.get("DISPLAY")))
+
+    def show(self, image: np.ndarray) -> bool:
+        """False when the viewer asked to stop (q or Esc)."""
+        if not self.enabled:
+            return True
+        try:
+            cv2.imshow("segmentation", image)
+            return cv2.waitKey(1) not in (ord("q"), 27)
+        except cv2.error:
+            print("no window: this OpenCV build has no GUI (headless)", file=sys.stderr)
+            self.enabled = False
+            return True
+
+
+def _annotate(result: StreamResult, metadata, alpha: float) -> np.ndarray:
+    if result.segmentation is None:
+        image = result.frame.copy()
+        cv2.putText(image, "no answer", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1, (0, 0, 255), 2)
+        return image
+    class_map = result.segmentation.class_map
+    image = overlay(result.frame, class_map, alpha=alpha, palette=metadata.palette)
+    image = draw_legend(
+        image, present_classes(class_map), metadata.class_names, palette=metadata.palette
+    )
+    label = f"{result.age * 1000:.0f} ms"
+    height = image.shape[0]
+    scale = max(0.4, height / 1000)
+    origin = (10, height - 10)
+    cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2)
+    return image
+
+
+def view(args: argparse.Namespace) -> int:
+    live = args.source.isdigit() or "://" in args.source
+    frames = args.frames or (None if live or args.source != "synthetic" else 150)
+    with _client(args, workers=max(4, args.in_flight)) as client:
+        client.wait_until_ready(args.ready_timeout)
+        metadata = client.metadata()
+        # A file or synthetic clip is processed frame by frame; a live camera latest-first.
+        source, fps = _open_source(args, frames, every_frame=not live)
+        window = _Window(args.show)
+        writer = None
+        written = failed = 0
+        with source:
+            stream = SegmentationStream(client, source, max_in_flight=args.in_flight)
+            for result in itertools.islice(stream, frames):
+                image = _annotate(result, metadata, args.alpha)
+                if writer is None:
+                    writer = _video_writer(args.out, fps or 15.0, image.shape)
+                writer.write(image)
+                written += 1
+                failed += not result.ok
+                if not window.show(image):
+                    break
+        if writer is not None:
+            writer.release()
+    print(f"overlay video: {args.out} ({written} frames, {failed} without an answer)")
+    return 0 if written else 1
+
+
+def _video_writer(path: Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWriter:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, (shape[1], shape[0]))
+    if not writer.isOpened():
+        raise SourceError(f"OpenCV cannot write video {path} (use .mp4 or .avi)")
+    return writer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.in_flight < 1:
+        print("error: --in-flight must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return bench(args) if args.command == "bench" else view(args)
+    except (ClientError, SourceError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
