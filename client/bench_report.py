@@ -36,7 +36,9 @@ from typing import IO, Any
 import numpy as np
 
 # The timed stages, in the order the table and the summary list them. ``latency`` is the end
-# to end time (capture → class map decoded); the others are its parts.
+# to end time (capture → class map decoded). ``capture_wait`` is how long the stream waited for
+# the frame (before its capture time); ``encode``, ``rpc`` and ``decode`` are the call's stages.
+# With several frames in flight a frame can also wait for a free worker, which no stage counts.
 STAGES = ("latency", "capture_wait", "encode", "rpc", "decode")
 PERCENTILES = (50, 90, 99)
 RESULT_SUFFIXES = (".json", ".csv")

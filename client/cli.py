@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+import grpc
 import numpy as np
 
 from client.bench_report import (
+    RESULT_SUFFIXES,
     FrameTiming,
     ProgressLine,
     format_table,
@@ -42,10 +44,39 @@ def _size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected HEIGHTxWIDTH like 480x640, got {text!r}"
-        ) from None
+        height = width = 0
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH like 480x640, got {text!r}")
     return height, width
+
+
+def _number(kind: type, minimum: float, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, 1, "a whole number ≥ 1")
+_count = _number(int, 0, "a whole number ≥ 0")
+_seconds = _number(float, 0.001, "seconds > 0")
+_rate = _number(float, 0, "frames per second ≥ 0")
+
+
+def _target(text: str) -> str:
+    """HOST:PORT (or a gRPC URI such as unix:/path): gRPC would read a bare host as port 443."""
+    host, _, port = text.rpartition(":")
+    if "://" in text or text.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
+        return text
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT like localhost:8500, got {text!r}")
+    return text
 
 
 def _add_connection(parser: argparse.ArgumentParser) -> None:
@@ -53,25 +84,33 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
         "--target",
         action="append",
         required=True,
+        type=_target,
         help="model server HOST:PORT (repeat for round-robin over several)",
     )
     parser.add_argument("--model", default="deeplabv3")
     parser.add_argument("--version", help="model version number or label (default: latest)")
     parser.add_argument("--transport", choices=("raw", "jpeg"), default="raw")
     parser.add_argument("--jpeg-quality", type=int, default=90)
-    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per frame (s)")
-    parser.add_argument("--ready-timeout", type=float, default=60.0, help="wait for the model")
+    parser.add_argument(
+        "--ca-cert", type=Path, help="PEM root certificate: connect over TLS (server --ssl-cert)"
+    )
+    parser.add_argument("--timeout", type=_seconds, default=5.0, help="deadline per frame (s)")
+    parser.add_argument(
+        "--ready-timeout", type=_seconds, default=60.0, help="wait for the model (s)"
+    )
     parser.add_argument(
         "--source", default="synthetic", help="camera index, file, URL, pipeline or 'synthetic'"
     )
     parser.add_argument("--size", type=_size, default=(480, 640), help="synthetic frame size HxW")
     parser.add_argument(
         "--fps",
-        type=float,
+        type=_rate,
         help="read the source at this rate (default: synthetic 30, a file its own rate, a "
         "camera its own; 0: as fast as it reads)",
     )
-    parser.add_argument("--in-flight", type=int, default=1, help="requests outstanding at once")
+    parser.add_argument(
+        "--in-flight", type=_positive_int, default=1, help="requests outstanding at once"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="per-frame latency against a model server")
     _add_connection(bench)
-    bench.add_argument("--frames", type=int, default=300, help="frames measured")
-    bench.add_argument("--warmup", type=int, default=5, help="frames sent first, not measured")
+    bench.add_argument("--frames", type=_positive_int, default=300, help="frames measured")
+    bench.add_argument("--warmup", type=_count, default=5, help="frames sent first, not measured")
+    bench.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        default=10,
+        help="stop after this many failed frames in a row (the server is gone)",
+    )
     bench.add_argument("--confidence", action="store_true", help="also fetch confidence maps")
     bench.add_argument("--out", type=Path, help="results file: .json or .csv (every frame)")
     bench.add_argument("--plot", type=Path, help="PNG with a latency histogram and timeline")
@@ -90,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     view = commands.add_parser("view", help="write (and show) an overlay video")
     _add_connection(view)
     view.add_argument("--out", type=Path, required=True, help="overlay video (.mp4 or .avi)")
-    view.add_argument("--frames", type=int, help="stop after this many frames")
+    view.add_argument("--frames", type=_positive_int, help="stop after this many frames")
     view.add_argument("--alpha", type=float, default=0.5, help="class colour opacity")
     view.add_argument(
         "--show", choices=("auto", "yes", "no"), default="auto", help="window (auto: if display)"
@@ -103,6 +148,9 @@ def _version(text: str | None) -> int | str | None:
 
 
 def _client(args: argparse.Namespace, workers: int) -> SegmentationClient:
+    credentials = None
+    if args.ca_cert is not None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=args.ca_cert.read_bytes())
     return SegmentationClient(
         args.target,
         args.model,
@@ -110,6 +158,7 @@ def _client(args: argparse.Namespace, workers: int) -> SegmentationClient:
         transport=args.transport,
         jpeg_quality=args.jpeg_quality,
         timeout=args.timeout,
+        credentials=credentials,
         workers=workers,
     )
 
@@ -170,9 +219,18 @@ def bench(args: argparse.Namespace) -> int:
             for _ in itertools.islice(results, args.warmup):
                 dropped_before = source.dropped
             started = time.monotonic()
-            for result in itertools.islice(results, args.frames):
-                timings.append(_timing(result, started))
-                progress.update(timings[-1], dropped=source.dropped - dropped_before)
+            stopped_early = ""
+            failures_in_a_row = 0
+            try:
+                for result in itertools.islice(results, args.frames):
+                    timings.append(_timing(result, started))
+                    progress.update(timings[-1], dropped=source.dropped - dropped_before)
+                    failures_in_a_row = 0 if result.ok else failures_in_a_row + 1
+                    if failures_in_a_row >= args.max_failures:
+                        stopped_early = f"stopped after {failures_in_a_row} failed frames in a row"
+                        break
+            except KeyboardInterrupt:
+                stopped_early = "interrupted"
             wall = time.monotonic() - started
             progress.close()
             dropped = source.dropped - dropped_before
@@ -188,6 +246,9 @@ def bench(args: argparse.Namespace) -> int:
         "warmup": args.warmup,
     }
     summary = summarize(timings, dropped=dropped, wall_seconds=wall, settings=settings)
+    if stopped_early:
+        summary["stopped_early"] = stopped_early
+        print(f"{stopped_early}: {len(timings)} of {args.frames} frames measured")
     print(format_table(summary))
     if args.out:
         print(f"results: {write_results(summary, timings, args.out)}")
@@ -241,12 +302,13 @@ def _annotate(result: StreamResult, metadata, alpha: float) -> np.ndarray:
 
 
 def view(args: argparse.Namespace) -> int:
-    live = args.source.isdigit() or "://" in args.source
-    frames = args.frames or (None if live or args.source != "synthetic" else 150)
+    # Files and synthetic clips are processed frame by frame; anything else (a camera index,
+    # a URL, a GStreamer pipeline) is live and goes latest-frame-first.
+    live = args.source != "synthetic" and not Path(args.source).is_file()
+    frames = args.frames or (150 if args.source == "synthetic" else None)
     with _client(args, workers=max(4, args.in_flight)) as client:
         client.wait_until_ready(args.ready_timeout)
         metadata = client.metadata()
-        # A file or synthetic clip is processed frame by frame; a live camera latest-first.
         source, fps = _open_source(args, frames, every_frame=not live)
         window = _Window(args.show)
         writer = None
@@ -277,15 +339,32 @@ def _video_writer(path: Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWr
     return writer
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Output paths are checked before the run, so a typo does not cost the measurements."""
+    outputs = []
+    if args.command == "bench":
+        if args.out is not None and args.out.suffix.lower() not in RESULT_SUFFIXES:
+            raise ValueError(f"--out {args.out}: use a {' or '.join(RESULT_SUFFIXES)} file")
+        if args.plot is not None and args.plot.suffix.lower() != ".png":
+            raise ValueError(f"--plot {args.plot}: the plot is a PNG, name it .png")
+        outputs = [args.out, args.plot]
+    else:
+        if args.out.suffix.lower() not in (".mp4", ".avi"):
+            raise ValueError(f"--out {args.out}: use an .mp4 or .avi file")
+        outputs = [args.out]
+    for path in outputs:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.in_flight < 1:
-        print("error: --in-flight must be at least 1", file=sys.stderr)
-        return 2
     try:
+        _check_outputs(args)
         return bench(args) if args.command == "bench" else view(args)
-    except (ClientError, SourceError, ValueError) as error:
+    except (ClientError, SourceError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return 130

@@ -46,7 +46,8 @@ class SignatureMismatch(ClientError):
 
 
 class ServerUnavailable(ClientError):
-    """No server answered within the deadline (UNAVAILABLE after retries, or not ready)."""
+    """No server answered within the deadline (UNAVAILABLE after retries, or not ready), or
+    the server cancelled the call as it shut down (CANCELLED)."""
 
 
 class DeadlineExceeded(ClientError):
@@ -62,7 +63,12 @@ class ServerError(ClientError):
 
 
 class InvalidResponse(ClientError):
-    """The answer does not follow the SavedModel contract (missing output, wrong shape)."""
+    """The answer does not follow the SavedModel contract (missing output, wrong shape) or is
+    not a PredictResponse at all."""
+
+
+class ClientClosed(ClientError):
+    """The client was closed: no new calls, and calls waiting to retry give up."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[ClientError]] = {
@@ -71,6 +77,7 @@ _BY_CODE: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.NOT_FOUND: ModelNotFound,
     grpc.StatusCode.FAILED_PRECONDITION: SignatureMismatch,
     grpc.StatusCode.UNAVAILABLE: ServerUnavailable,
+    grpc.StatusCode.CANCELLED: ServerUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.RESOURCE_EXHAUSTED: RequestTooLarge,
 }

@@ -22,14 +22,11 @@ so every function takes `color="bgr"` (default) or `"rgb"` and flips the palette
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import cv2
 import numpy as np
 
-from client.palette import VOC_CLASS_NAMES, colorize, voc_colormap
-
-ColorOrder = Literal["bgr", "rgb"]
+from client.palette import VOC_CLASS_NAMES, ColorOrder, colorize, voc_colormap
 
 __all__ = ["VOC_CLASS_NAMES", "draw_legend", "overlay", "present_classes", "side_by_side"]
 
@@ -54,8 +51,8 @@ def _check_image(image: np.ndarray, name: str) -> None:
 def overlay(
     frame: np.ndarray,
     class_map: np.ndarray,
-    *,
     alpha: float = 0.5,
+    *,
     palette: np.ndarray | None = None,
     color: ColorOrder = "bgr",
     background: int | None = 0,

@@ -12,6 +12,7 @@ which colorizes class maps for people to look at.
 from __future__ import annotations
 
 from functools import cache
+from typing import Literal
 
 import numpy as np
 
@@ -38,6 +39,9 @@ VOC_CLASS_NAMES: tuple[str, ...] = (
     "train",
     "tvmonitor",
 )
+
+ColorOrder = Literal["bgr", "rgb"]
+"""Channel order of a frame: OpenCV gives BGR, the model and the palette are RGB."""
 
 IGNORE_LABEL = 255
 """Mask value for object borders and unknown regions; excluded from losses and metrics."""

@@ -17,6 +17,7 @@ Several targets are used round-robin; a target that is down is skipped by the re
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,19 +27,31 @@ from typing import Literal
 import cv2
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from client import wire
 from client.errors import (
+    ClientClosed,
     ClientError,
     InvalidFrame,
     InvalidResponse,
     ServerUnavailable,
     from_rpc_error,
 )
+from client.palette import ColorOrder
 from client.proto import serving_wire_pb2 as pb
 
 Transport = Literal["raw", "jpeg"]
-ColorOrder = Literal["bgr", "rgb"]
+
+# Codes worth waiting out in wait_until_ready: the server is starting or the model loading.
+# Anything else (a bad version label, no such signature) will not clear by itself.
+_NOT_READY_YET = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND}
+# Codes a call is retried on (on the next target, after a backoff once all were tried): no
+# server listening, or the server cancelled the call as it shut down (the client's own
+# cancellations end the call before this is consulted).
+_RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+# An attempt with less time than this left would only end in DEADLINE_EXCEEDED.
+_MIN_ATTEMPT_SECONDS = 0.01
 
 DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
 """gRPC's 4 MiB default is raised: a 1080p raw frame is 6.2 MB, its class map 2 MB."""
@@ -119,7 +132,14 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def _check_frame(frame: object, color: str) -> np.ndarray:
+def _parse(message_type, data: bytes, what: str):
+    try:
+        return message_type.FromString(data)
+    except DecodeError as error:
+        raise InvalidResponse(f"the server's answer is not a {what}: {error}") from None
+
+
+def _check_frame(frame: object, color: str) -> None:
     if color not in ("bgr", "rgb"):
         raise InvalidFrame(f'color must be "bgr" or "rgb", got {color!r}')
     if not isinstance(frame, np.ndarray):
@@ -128,7 +148,6 @@ def _check_frame(frame: object, color: str) -> np.ndarray:
         raise InvalidFrame(f"frame dtype must be uint8, got {frame.dtype}")
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InvalidFrame(f"frame must be H×W×3 with H, W > 0, got shape {frame.shape}")
-    return frame
 
 
 class SegmentationClient:
@@ -137,7 +156,8 @@ class SegmentationClient:
     ``version`` pins an integer version or a version label (``"stable"``); None follows the
     server's latest. ``timeout`` is each call's deadline in seconds, retries included.
     ``credentials`` (``grpc.ssl_channel_credentials(...)``) switches to TLS. ``options`` are
-    extra gRPC channel options; they override ours. ``workers`` bounds ``segment_async``.
+    extra gRPC channel options; they override ours. ``workers`` is how many ``segment_async``
+    calls run at once (a stream keeps at most that many frames in flight).
     """
 
     def __init__(
@@ -170,6 +190,7 @@ class SegmentationClient:
         self.jpeg_quality = jpeg_quality
         self.timeout = timeout
         self.retry = retry
+        self.workers = workers
         # Caller's options replace ours by name (gRPC would take the first of duplicates).
         channel_options = list({**dict(_CHANNEL_OPTIONS), **dict(options)}.items())
         self._channels = [
@@ -181,6 +202,7 @@ class SegmentationClient:
         self._predict = [self._method(c, wire.PREDICT_METHOD) for c in self._channels]
         self._status = [self._method(c, wire.GET_MODEL_STATUS_METHOD) for c in self._channels]
         self._turn = itertools.count()
+        self._closing = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
 
     @staticmethod
@@ -194,9 +216,12 @@ class SegmentationClient:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Cancels calls in flight (they raise ClientClosed or a CANCELLED error) and closes
+        the channels; returns once the worker threads have ended."""
+        self._closing.set()
         for channel in self._channels:
-            channel.close()
+            channel.close()  # cancels the RPCs running on it
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> SegmentationClient:
         return self
@@ -211,23 +236,43 @@ class SegmentationClient:
             return wire.model_spec(self.model, label=self.version, signature=signature)
         return wire.model_spec(self.model, version=self.version, signature=signature)
 
-    def _call(self, methods: list, request: bytes, timeout: float | None) -> bytes:
-        """One RPC with retries on UNAVAILABLE, moving round-robin over the targets, until
-        the deadline; any other status is raised at once as its ClientError."""
+    def _call(
+        self, methods: list, request: bytes, timeout: float | None, targets: range | None = None
+    ) -> bytes:
+        """One RPC with retries on UNAVAILABLE and CANCELLED until the deadline. Each call
+        starts at the next target (round-robin) and a retry moves to the following one; the
+        backoff sleep comes only once every target has failed in a round. Other codes raise at
+        once."""
+        if self._closing.is_set():
+            raise ClientClosed("the client is closed")
+        targets = targets if targets is not None else range(len(methods))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         backoff = self.retry.initial_backoff
-        for attempt in itertools.count(1):
-            index = next(self._turn) % len(methods)
+        start = next(self._turn)
+        unavailable: ClientError | None = None
+        for attempt in itertools.count():
+            index = targets[(start + attempt) % len(targets)]
             remaining = deadline - time.monotonic()
+            if remaining < _MIN_ATTEMPT_SECONDS and unavailable is not None:
+                raise unavailable
             try:
-                return methods[index](request, timeout=max(remaining, 0.001))
+                return methods[index](request, timeout=max(remaining, _MIN_ATTEMPT_SECONDS))
             except grpc.RpcError as error:
-                failure = from_rpc_error(error, self.targets[index], attempt)
-                remaining = deadline - time.monotonic()
-                if error.code() != grpc.StatusCode.UNAVAILABLE or remaining <= 0:
+                failure = from_rpc_error(error, self.targets[index], attempt + 1)
+                if self._closing.is_set():
+                    raise ClientClosed("the client was closed during the call") from None
+                code = error.code()
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and unavailable is not None:
+                    # The deadline ran out while the channel was still reconnecting.
+                    raise unavailable from None
+                if code not in _RETRIED:
                     raise failure from None
-            time.sleep(min(backoff, remaining))
-            backoff = min(backoff * self.retry.multiplier, self.retry.max_backoff)
+                unavailable = failure
+            if (attempt + 1) % len(targets) == 0:
+                pause = min(backoff, deadline - time.monotonic())
+                if pause > 0 and self._closing.wait(pause):
+                    raise ClientClosed("the client was closed while waiting to retry")
+                backoff = min(backoff * self.retry.multiplier, self.retry.max_backoff)
         raise AssertionError("unreachable")
 
     def predict(
@@ -239,11 +284,13 @@ class SegmentationClient:
         timeout: float | None = None,
     ) -> tuple[dict[str, np.ndarray], int]:
         """A plain Predict call on any signature: outputs by name, and the answering version."""
-        request = wire.predict_request(self._spec(signature), inputs, outputs)
-        response = pb.PredictResponse.FromString(
-            self._call(self._predict, request.SerializeToString(), timeout)
-        )
-        return wire.decode_outputs(response), response.model_spec.version.value
+        request = wire.encode_predict_request(self._spec(signature), inputs, outputs)
+        answer = self._call(self._predict, request, timeout)
+        response = _parse(pb.PredictResponse, answer, "PredictResponse")
+        try:
+            return wire.decode_outputs(response), response.model_spec.version.value
+        except wire.WireError as error:
+            raise InvalidResponse(str(error)) from None
 
     def metadata(self, *, timeout: float | None = None) -> ModelMetadata:
         """Class names, palette and input size from the model's ``metadata`` signature."""
@@ -266,9 +313,12 @@ class SegmentationClient:
     def model_status(self, *, timeout: float | None = None) -> dict[str, list[VersionStatus]]:
         """Each target's version states (GetModelStatus), e.g. ``{"host:8500": [3 AVAILABLE]}``."""
         request = pb.GetModelStatusRequest(model_spec=self._spec()).SerializeToString()
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         answer = {}
-        for target, method in zip(self.targets, self._status, strict=True):
-            response = pb.GetModelStatusResponse.FromString(self._call([method], request, timeout))
+        for index, target in enumerate(self.targets):
+            remaining = max(deadline - time.monotonic(), _MIN_ATTEMPT_SECONDS)
+            data = self._call(self._status, request, remaining, range(index, index + 1))
+            response = _parse(pb.GetModelStatusResponse, data, "GetModelStatusResponse")
             answer[target] = [
                 VersionStatus(
                     version=status.version,
@@ -281,7 +331,9 @@ class SegmentationClient:
 
     def wait_until_ready(self, timeout: float = 30.0) -> dict[str, list[VersionStatus]]:
         """Blocks until every target serves the model (a version AVAILABLE), polling
-        GetModelStatus; raises ServerUnavailable with the last state seen after ``timeout``."""
+        GetModelStatus while servers start (UNAVAILABLE) and models load (NOT_FOUND); raises
+        ServerUnavailable with the last state seen after ``timeout``, and any other error
+        (a bad version label, say) at once."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while True:
@@ -292,13 +344,16 @@ class SegmentationClient:
                     return statuses
                 last = str(statuses)
             except ClientError as error:
+                if error.code not in _NOT_READY_YET:
+                    raise
                 last = str(error)
             if time.monotonic() >= deadline:
                 raise ServerUnavailable(
                     f"model {self.model!r} not available on {', '.join(self.targets)} after "
                     f"{timeout:g} s; last: {last}"
                 )
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+            if self._closing.wait(min(0.1, max(deadline - time.monotonic(), 0))):
+                raise ClientClosed("the client was closed while waiting for the model")
 
     def segment(
         self,
@@ -315,12 +370,11 @@ class SegmentationClient:
         signature, input_name = _SIGNATURES[self.transport]
         wanted = ["class_map", "confidence"] if confidence else ["class_map"]
         value = self._encode_frame(frame, color)
-        request = wire.predict_request(self._spec(signature), {input_name: value}, wanted)
-        payload = request.SerializeToString()
+        payload = wire.encode_predict_request(self._spec(signature), {input_name: value}, wanted)
         sent = time.perf_counter()
         answer = self._call(self._predict, payload, timeout)
         received = time.perf_counter()
-        response = pb.PredictResponse.FromString(answer)
+        response = _parse(pb.PredictResponse, answer, "PredictResponse")
         outputs = {name: self._output(response, name, frame.shape[:2]) for name in wanted}
         done = time.perf_counter()
         return Segmentation(
@@ -341,6 +395,8 @@ class SegmentationClient:
         timeout: float | None = None,
     ) -> Future[Segmentation]:
         """``segment`` on the client's worker threads; the future raises its ClientError."""
+        if self._closing.is_set():
+            raise ClientClosed("the client is closed")
         return self._executor.submit(
             self.segment, frame, color=color, confidence=confidence, timeout=timeout
         )
@@ -355,7 +411,7 @@ class SegmentationClient:
             if not ok:
                 raise InvalidFrame(f"OpenCV could not JPEG-encode a frame of shape {frame.shape}")
             return [encoded.tobytes()]
-        # The model takes RGB; cvtColor also gives the contiguous buffer tobytes wants.
+        # The model takes RGB; cvtColor also gives the contiguous buffer the request joins in.
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if color == "bgr" else frame
         return rgb[np.newaxis]
 

@@ -49,6 +49,7 @@ class LatestFrameSource:
 
     ``latest_only=False`` instead hands out every frame, making the reader wait (for offline
     processing of a file). ``fps`` paces the reading (a file played as a camera would).
+    ``on_close`` runs on the capture thread when reading ends (it releases the device).
     Use as a context manager, or call ``close()``.
     """
 
@@ -90,6 +91,8 @@ class LatestFrameSource:
                 with self._changed:
                     if not self.latest_only:
                         self._changed.wait_for(lambda: self._slot is None or self._stop.is_set())
+                    if self._stop.is_set():
+                        break
                     if self._slot is not None:
                         self.dropped += 1
                     self._slot = frame
@@ -98,6 +101,10 @@ class LatestFrameSource:
         except BaseException as error:  # handed to the reader, which raises it
             self._error = error
         finally:
+            # The device is released here, by the thread that reads it: OpenCV captures must
+            # not be released while a read is in progress on another thread.
+            if self._on_close is not None:
+                self._on_close()
             with self._changed:
                 self._ended = True
                 self._changed.notify_all()
@@ -106,6 +113,8 @@ class LatestFrameSource:
         """The newest frame not yet read; None when the source has ended. Raises SourceError
         when no frame comes within ``timeout`` seconds or the source failed."""
         with self._changed:
+            if self._stop.is_set():
+                return None
             if not self._changed.wait_for(lambda: self._slot is not None or self._ended, timeout):
                 raise SourceError(f"{self.name}: no frame within {timeout:g} s")
             frame, self._slot = self._slot, None
@@ -114,13 +123,13 @@ class LatestFrameSource:
             raise SourceError(f"{self.name}: reading failed: {self._error}") from self._error
         return frame
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops reading; the capture thread releases the device once its current read ends
+        (a camera or network stream that hangs is left to its own read timeout)."""
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
-        self._thread.join(timeout=5)
-        if self._on_close is not None:
-            self._on_close()
+        self._thread.join(timeout=timeout)
 
     def __enter__(self) -> LatestFrameSource:
         return self
@@ -206,7 +215,12 @@ class StreamStats:
 
 class SegmentationStream:
     """Frames from ``source`` through ``client``, up to ``max_in_flight`` at once, results in
-    frame order. Iterate it, or call ``run(on_result)``; ``stats`` counts as it goes."""
+    frame order. Iterate it, or call ``run(on_result)``; ``stats`` counts as it goes.
+
+    ``frame_timeout`` is each frame's deadline (the client's ``timeout`` by default): a frame
+    older than a second or two is of no use to a planner, and while a server is down each
+    frame fails after at most this long. Leaving the loop early cancels the frames in flight.
+    """
 
     def __init__(
         self,
@@ -216,16 +230,21 @@ class SegmentationStream:
         max_in_flight: int = 1,
         confidence: bool = False,
         color: ColorOrder = "bgr",
+        frame_timeout: float | None = None,
         source_timeout: float = 10.0,
         on_result: Callable[[StreamResult], None] | None = None,
     ):
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if not 1 <= max_in_flight <= client.workers:
+            raise ValueError(
+                f"max_in_flight must be between 1 and the client's workers ({client.workers}), "
+                f"got {max_in_flight}"
+            )
         self.client = client
         self.source = source
         self.max_in_flight = max_in_flight
         self.confidence = confidence
         self.color = color
+        self.frame_timeout = frame_timeout
         self.source_timeout = source_timeout
         self.on_result = on_result
         self.stats = StreamStats()
@@ -233,25 +252,32 @@ class SegmentationStream:
     def __iter__(self) -> Iterator[StreamResult]:
         pending: deque[tuple[CapturedFrame, float, Future[Segmentation]]] = deque()
         source_ended = False
-        while True:
-            while not source_ended and len(pending) < self.max_in_flight:
-                asked = time.monotonic()
-                frame = self.source.read(timeout=self.source_timeout)
-                if frame is None:
-                    source_ended = True
-                    break
-                wait = time.monotonic() - asked
-                future = self.client.segment_async(
-                    frame.image, color=self.color, confidence=self.confidence
-                )
-                pending.append((frame, wait, future))
-            if not pending:
-                return
-            frame, wait, future = pending.popleft()
-            result = self._result(frame, wait, future)
-            if self.on_result is not None:
-                self.on_result(result)
-            yield result
+        try:
+            while True:
+                while not source_ended and len(pending) < self.max_in_flight:
+                    asked = time.monotonic()
+                    frame = self.source.read(timeout=self.source_timeout)
+                    if frame is None:
+                        source_ended = True
+                        break
+                    wait = time.monotonic() - asked
+                    future = self.client.segment_async(
+                        frame.image,
+                        color=self.color,
+                        confidence=self.confidence,
+                        timeout=self.frame_timeout,
+                    )
+                    pending.append((frame, wait, future))
+                if not pending:
+                    return
+                frame, wait, future = pending.popleft()
+                result = self._result(frame, wait, future)
+                if self.on_result is not None:
+                    self.on_result(result)
+                yield result
+        finally:  # a break, an exception or Ctrl-C: frames still queued are not sent
+            for *_, future in pending:
+                future.cancel()
 
     def _result(
         self, frame: CapturedFrame, wait: float, future: Future[Segmentation]
@@ -276,10 +302,9 @@ class SegmentationStream:
         )
 
     def run(self, on_result: Callable[[StreamResult], None] | None = None) -> StreamStats:
-        """Runs to the end of the source, calling ``on_result`` (or the constructor's) per
-        frame; returns the counts."""
-        if on_result is not None:
-            self.on_result = on_result
-        for _ in self:
-            pass
+        """Runs to the end of the source, calling ``on_result`` per frame (after the
+        constructor's callback, if any); returns the counts."""
+        for result in self:
+            if on_result is not None:
+                on_result(result)
         return self.stats

@@ -77,6 +77,15 @@ def fill_tensor(tensor: pb.TensorProto, value: np.ndarray | Sequence[bytes]) -> 
         tensor.string_val.extend(values)
         _shape(tensor, (len(values),))
         return tensor
+    code, little_endian = _numeric(value)
+    tensor.dtype = code
+    tensor.tensor_content = little_endian.tobytes()
+    _shape(tensor, value.shape)
+    return tensor
+
+
+def _numeric(value: np.ndarray) -> tuple[int, np.ndarray]:
+    """The DataType of an array and the array in TensorFlow's byte order (little-endian)."""
     dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
     code = _DATA_TYPES.get(np.dtype(dtype))
     if code is None:
@@ -84,10 +93,7 @@ def fill_tensor(tensor: pb.TensorProto, value: np.ndarray | Sequence[bytes]) -> 
             f"cannot send dtype {value.dtype}: expected one of "
             f"{sorted(str(d) for d in _DATA_TYPES)}"
         )
-    tensor.dtype = code
-    tensor.tensor_content = value.astype(dtype, copy=False).tobytes()
-    _shape(tensor, value.shape)
-    return tensor
+    return code, value.astype(dtype, copy=False)
 
 
 def encode_tensor(value: np.ndarray | Sequence[bytes]) -> pb.TensorProto:
@@ -100,8 +106,8 @@ def tensor_shape(tensor: pb.TensorProto) -> tuple[int, ...]:
 
 
 def decode_tensor(tensor: pb.TensorProto, name: str = "tensor") -> np.ndarray:
-    """The array a TensorProto holds, from ``tensor_content`` (a zero-copy, read-only view of the
-    message's bytes) or from the typed repeated fields (``int_val`` and friends)."""
+    """The array a TensorProto holds, from ``tensor_content`` (a read-only view of the bytes
+    protobuf hands out, no further copy) or from the typed repeated fields (``int_val`` …)."""
     shape = tensor_shape(tensor)
     count = int(np.prod(shape, dtype=np.int64))
     if tensor.dtype == pb.DT_STRING:
@@ -110,14 +116,15 @@ def decode_tensor(tensor: pb.TensorProto, name: str = "tensor") -> np.ndarray:
     dtype = _DTYPES.get(tensor.dtype)
     if dtype is None:
         raise WireError(f"{name}: dtype {_type_name(tensor.dtype)} is not one this client decodes")
-    if tensor.tensor_content:
+    content = tensor.tensor_content  # protobuf hands out a new bytes object on each read
+    if content:
         expected = count * dtype.itemsize
-        if len(tensor.tensor_content) != expected:
+        if len(content) != expected:
             raise WireError(
-                f"{name}: tensor_content holds {len(tensor.tensor_content)} bytes, expected "
+                f"{name}: tensor_content holds {len(content)} bytes, expected "
                 f"{expected} for shape {list(shape)} of {dtype}"
             )
-        return np.frombuffer(tensor.tensor_content, dtype=dtype).reshape(shape)
+        return np.frombuffer(content, dtype=dtype).reshape(shape)
     field = _VALUE_FIELDS[tensor.dtype]
     raw = getattr(tensor, field)
     values = np.array(raw)
@@ -177,6 +184,57 @@ def predict_request(
     return request
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _length_delimited(field: int, length: int) -> bytes:
+    """The tag and length that precede a length-delimited field's ``length`` bytes."""
+    return _varint(field << 3 | 2) + _varint(length)
+
+
+def encode_predict_request(
+    spec: pb.ModelSpec,
+    inputs: Mapping[str, np.ndarray | Sequence[bytes]],
+    output_filter: Sequence[str] = (),
+) -> bytes:
+    """The serialized PredictRequest, byte for byte what ``predict_request(...)
+    .SerializeToString(deterministic=True)`` gives, with each array's pixels copied once.
+
+    Protobuf's Python messages copy a bytes field when it is set and again when the message is
+    serialized (~15 ms for a 1080p frame here); this writes the small parts with protobuf and
+    joins the array's buffer in directly (~0.3 ms). Field order is protobuf's: model_spec (1),
+    the inputs map (2, sorted by key), output_filter (3); in each TensorProto, dtype (1) and
+    tensor_shape (2) come before tensor_content (4).
+    """
+    parts: list[bytes | memoryview] = [pb.PredictRequest(model_spec=spec).SerializeToString()]
+    for key in sorted(inputs):
+        value = inputs[key]
+        if not isinstance(value, np.ndarray):  # encoded images: small, protobuf writes them
+            entry = pb.PredictRequest()
+            fill_tensor(entry.inputs[key], value)
+            parts.append(entry.SerializeToString())
+            continue
+        code, little_endian = _numeric(value)
+        head = pb.TensorProto(dtype=code)
+        _shape(head, value.shape)
+        content = memoryview(np.ascontiguousarray(little_endian).reshape(-1).view(np.uint8))
+        tensor_head = head.SerializeToString()
+        if content.nbytes:  # proto3 leaves an empty bytes field out
+            tensor_head += _length_delimited(4, content.nbytes)
+        key_field = _length_delimited(1, len(key.encode())) + key.encode()
+        value_field = _length_delimited(2, len(tensor_head) + content.nbytes)
+        entry_length = len(key_field) + len(value_field) + len(tensor_head) + content.nbytes
+        parts += [_length_delimited(2, entry_length), key_field, value_field, tensor_head, content]
+    parts.append(pb.PredictRequest(output_filter=output_filter).SerializeToString())
+    return b"".join(parts)
+
+
 def decode_outputs(response: pb.PredictResponse) -> dict[str, np.ndarray]:
     return {key: decode_tensor(tensor, key) for key, tensor in response.outputs.items()}
 
@@ -187,6 +245,7 @@ __all__ = [
     "WireError",
     "decode_outputs",
     "decode_tensor",
+    "encode_predict_request",
     "encode_tensor",
     "fill_tensor",
     "model_spec",

@@ -101,7 +101,7 @@ class EmbeddedServer:
 
     def start(self) -> None:
         """Loads every model's versions (blocking), then starts listening."""
-        credentials = self.options.credentials()  # a bad TLS file fails before the loading
+        credentials = self.options.credentials()  # an unreadable TLS file fails before loading
         self.manager.start()
         size = self.options.max_message_bytes
         self._grpc = grpc.server(
@@ -128,7 +128,8 @@ class EmbeddedServer:
                 self.port = self._grpc.add_secure_port(address, credentials)
         except RuntimeError as error:
             self.manager.stop()
-            raise OSError(f"cannot listen on {address} (in use?): {error}") from error
+            why = "in use, or the TLS certificate and key rejected" if credentials else "in use?"
+            raise OSError(f"cannot listen on {address} ({why}): {error}") from error
         self._grpc.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         for service in ("", PREDICTION_SERVICE):

@@ -40,17 +40,19 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported_version(synth_root, tmp_path_factory) -> Path:
-    """``…/deeplabv3/1``: a small DeepLab v3 exported by the real exporter, shared by the
-    serving and client tests. Trained for a few steps (~20 s): untrained, its logits are
-    ~1e-12 and its answers do not depend on the frame, so no comparison could fail."""
-    from training.export import export_run
+def trained_run(synth_root, tmp_path_factory):
+    """A run folder after a few steps of training (~20 s), read-only for its users.
+
+    Randomly initialized DeepLab v3 has logits of ~1e-12 (they vanish through the untrained
+    batch norms): float16 flushes them to zero, and its answers do not depend on the frame, so
+    no comparison with it could fail. A little training gives logits of a realistic scale and
+    class maps with structure."""
     from training.run import TrainConfig
     from training.train import train
 
     config = TrainConfig(
         data=str(synth_root),
-        out=str(tmp_path_factory.mktemp("serving-run") / "run"),
+        out=str(tmp_path_factory.mktemp("runs") / "small"),
         epochs=2,
         steps_per_epoch=6,
         batch_size=4,
@@ -61,9 +63,17 @@ def exported_version(synth_root, tmp_path_factory) -> Path:
         bn_momentum=0.5,
         loss="ce",
     )
-    run = train(config, verbose=0).run
+    return train(config, verbose=0).run
+
+
+@pytest.fixture(scope="session")
+def exported_version(trained_run, tmp_path_factory) -> Path:
+    """``…/deeplabv3/1``: ``trained_run`` exported by the real exporter, shared by the serving
+    and client tests."""
+    from training.export import export_run
+
     models = tmp_path_factory.mktemp("serving-models")
-    return export_run(run.path, models, warmup_sizes=((48, 64),)).path
+    return export_run(trained_run.path, models, warmup_sizes=((48, 64),)).path
 
 
 @pytest.fixture(autouse=True)

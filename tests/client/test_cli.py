@@ -80,11 +80,25 @@ def test_view_writes_an_overlay_video_of_every_frame(target, tmp_path):
     [
         (["--source", "no-such-video.mp4"], "could not open video source"),
         (["--size", "big"], "expected HEIGHTxWIDTH"),
+        (["--size", "0x0"], "expected HEIGHTxWIDTH"),
+        (["--frames", "0"], "--frames: expected a whole number ≥ 1, got '0'"),
+        (["--warmup", "-1"], "--warmup: expected a whole number ≥ 0"),
+        (["--fps", "-5"], "--fps: expected frames per second ≥ 0"),
+        (["--timeout", "0"], "--timeout: expected seconds > 0"),
+        (["--out", "results.txt"], "--out results.txt: use a .json or .csv file"),
+        (["--plot", "latency.jpg"], "name it .png"),
+        (["--out", "/etc/passwd/results.json"], "error: "),
     ],
 )
 def test_bad_arguments_are_named(target, args, message):
     done = run_client("bench", "--target", target, "--frames", "1", *args)
     assert done.returncode != 0 and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_target_without_a_port_is_refused():
+    done = run_client("bench", "--target", "localhost")
+    assert done.returncode == 2 and "expected HOST:PORT like localhost:8500" in done.stderr
 
 
 def test_unreachable_server(tmp_path):

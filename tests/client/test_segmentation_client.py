@@ -20,7 +20,7 @@ from client import (
     SegmentationClient,
     ServerUnavailable,
 )
-from client.errors import SignatureMismatch
+from client.errors import ClientClosed, InvalidResponse, SignatureMismatch
 from tests.client.conftest import free_port
 
 
@@ -233,3 +233,71 @@ def test_concurrent_segment_calls_from_threads(target, frame_bgr):
         for thread in threads:
             thread.join()
     assert errors == []
+
+
+class _GarbageAnswers(grpc.GenericRpcHandler):
+    """A real gRPC server on TF Serving's method paths that answers bytes no protobuf parses."""
+
+    def service(self, handler_call_details):
+        return grpc.unary_unary_rpc_method_handler(lambda request, context: b"\xff\xff\xff")
+
+
+def test_an_answer_that_is_not_a_predict_response_is_invalid_response(frame_bgr):
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[_GarbageAnswers()])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with SegmentationClient(f"127.0.0.1:{port}") as client:
+            with pytest.raises(InvalidResponse, match="not a PredictResponse"):
+                client.segment(frame_bgr)
+            with pytest.raises(InvalidResponse, match="not a GetModelStatusResponse"):
+                client.wait_until_ready(timeout=2)
+    finally:
+        server.stop(0)
+
+
+def test_a_closed_client_refuses_calls(target, frame_bgr):
+    client = SegmentationClient(target)
+    client.close()
+    with pytest.raises(ClientClosed):
+        client.segment(frame_bgr)
+    with pytest.raises(ClientClosed):
+        client.segment_async(frame_bgr)
+
+
+def test_closing_ends_calls_waiting_to_retry(frame_bgr):
+    client = SegmentationClient(f"127.0.0.1:{free_port()}", timeout=60)
+    future = client.segment_async(frame_bgr)
+    time.sleep(0.3)
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 5  # not the 60 s deadline
+    with pytest.raises(ClientClosed):
+        future.result(timeout=1)
+
+
+def test_a_server_that_is_down_costs_the_others_no_time(server, target, frame_bgr):
+    dead = f"127.0.0.1:{free_port()}"
+    with SegmentationClient(target) as alone, SegmentationClient([target, dead]) as pair:
+        alone.segment(frame_bgr)
+        pair.segment(frame_bgr)
+        single = [alone.segment(frame_bgr).timings.total for _ in range(6)]
+        started = time.monotonic()
+        for _ in range(6):
+            pair.segment(frame_bgr)
+        paired = (time.monotonic() - started) / 6
+        # Each call tries the dead target at most once (a refused connection is immediate) and
+        # does not back off before trying the live one.
+        assert paired < 2 * max(single) + 0.05
+        with pytest.raises(ServerUnavailable, match=dead.replace(".", r"\.")):
+            pair.wait_until_ready(timeout=0.5)
+
+
+def test_errors_that_waiting_cannot_fix_are_raised_at_once(target):
+    with SegmentationClient(target, version="no-such-label") as client:
+        started = time.monotonic()
+        with pytest.raises(InvalidRequest, match="no-such-label"):
+            client.wait_until_ready(timeout=30)
+        assert time.monotonic() - started < 5

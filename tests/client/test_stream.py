@@ -50,7 +50,7 @@ def test_every_frame_of_a_video_file_in_order(target, video_file):
     np.testing.assert_array_equal(results[5].frame, frames[5])
     np.testing.assert_array_equal(results[5].segmentation.class_map, reference.class_map)
     assert stream.stats.frames == 24 and stream.stats.ok == 24 and stream.stats.dropped == 0
-    assert all(r.completed_at >= r.captured_at and r.age < 30 for r in results)
+    assert all(r.completed_at >= r.captured_at and r.capture_wait >= 0 for r in results)
 
 
 def test_latest_frame_wins_when_the_camera_is_faster_than_the_server(target):
@@ -63,9 +63,12 @@ def test_latest_frame_wins_when_the_camera_is_faster_than_the_server(target):
     assert indexes == sorted(set(indexes)) and indexes[-1] == 199  # in order; the end is seen
     assert camera.captured == 200
     assert camera.dropped > 0 and len(results) + camera.dropped == 200
-    rpc = np.median([r.segmentation.timings.rpc for r in results])
-    # A frame waits at most for the request ahead of it: its age stays near one or two RPCs.
-    assert max(r.age for r in results) < 4 * rpc + 0.5, [round(r.age, 3) for r in results]
+    # A frame waits at most for the request ahead of it, then for its own: its age is bounded
+    # by two calls (plus scheduling), however many frames the camera gave meanwhile. Without
+    # dropping, the last frame would have waited for all ~200 before it.
+    slowest_call = max(r.segmentation.timings.total for r in results)
+    ages = [round(r.age, 3) for r in results]
+    assert max(ages) < 2 * slowest_call + 0.25, ages
 
 
 def test_every_frame_mode_holds_the_reader_back():
@@ -81,7 +84,7 @@ def test_every_frame_mode_holds_the_reader_back():
 def test_stream_survives_a_server_restart(start_server, frame_size=(96, 128)):
     port = free_port()
     first = start_server(port=port)
-    stopped, restarted = threading.Event(), threading.Event()
+    restarted_at = []  # how many results had come out when the new server was listening
     results = []
 
     def on_result(result):
@@ -91,26 +94,49 @@ def test_stream_survives_a_server_restart(start_server, frame_size=(96, 128)):
 
     def restart():
         first.stop(grace=0.2)
-        stopped.set()
         time.sleep(1.0)
         start_server(port=port)
-        restarted.set()
+        restarted_at.append(len(results))
 
     camera = LatestFrameSource(synthetic_frames(None, size=frame_size), fps=20)
     deadline = time.monotonic() + 60
     with SegmentationClient(f"127.0.0.1:{port}", timeout=0.3) as client, camera:
         stream = SegmentationStream(client, camera, max_in_flight=2, on_result=on_result)
         for _ in stream:
-            recovered = [r for r in results if r.ok and restarted.is_set()]
-            if len(recovered) >= 5 or time.monotonic() > deadline:
+            after = results[restarted_at[0] :] if restarted_at else []
+            if sum(r.ok for r in after) >= 5 or time.monotonic() > deadline:
                 break
-    assert stopped.is_set() and restarted.is_set()
+    assert restarted_at, "the server was not restarted"
+    before, after = results[5 : restarted_at[0]], results[restarted_at[0] :]
     failed = [r for r in results if not r.ok]
-    assert failed, "frames sent while the server was down must fail, not hang"
+    assert failed and not any(r.ok for r in before[2:]), "frames sent while it was down fail"
+    errors = {type(r.error).__name__ for r in failed}
+    assert errors == {"ServerUnavailable"}, {str(r.error) for r in failed}
     assert stream.stats.failed == len(failed) and stream.stats.ok == len(results) - len(failed)
-    assert all("UNAVAILABLE" in str(r.error) or "DEADLINE" in str(r.error) for r in failed)
+    recovered = [r for r in after if r.ok]
     assert len(recovered) >= 5, "the stream must reconnect once the server is back"
     assert all(r.segmentation.class_map.shape == frame_size for r in recovered)
+
+
+def test_leaving_the_stream_early_cancels_frames_in_flight(target):
+    camera = LatestFrameSource(synthetic_frames(None, size=(96, 128)), fps=100)
+    with SegmentationClient(target, workers=4) as client, camera:
+        stream = SegmentationStream(client, camera, max_in_flight=4)
+        iterator = iter(stream)
+        next(iterator)
+        iterator.close()  # what a `break` does to the generator
+        started = time.monotonic()
+    # Cancelled frames are never sent: closing the client returns within about one call.
+    assert time.monotonic() - started < 5
+    assert not camera._thread.is_alive()
+
+
+def test_max_in_flight_is_bounded_by_the_clients_workers(target):
+    with (
+        SegmentationClient(target, workers=2) as client,
+        pytest.raises(ValueError, match=r"between 1 and the client's workers \(2\)"),
+    ):
+        SegmentationStream(client, LatestFrameSource(iter(())), max_in_flight=3)
 
 
 def test_the_stream_ends_when_the_source_ends(target):

@@ -721,3 +721,32 @@ def test_typed_values_outside_the_dtype_are_a_wire_error():
     tensor.tensor_shape.dim.add(size=1)
     with pytest.raises(wire.WireError, match="int_val holds values outside uint8"):
         wire.decode_tensor(tensor)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((1, 1080, 1920, 3), np.uint8), ((1, 37, 53, 3), np.uint8), ((0, 4), np.int64),
+     ((2, 3), ">f4"), ((), np.int32), ((4,), np.bool_), ((2, 2), np.float16)],
+)  # fmt: skip
+def test_the_fast_request_encoder_writes_the_official_bytes(shape, dtype):
+    """``encode_predict_request`` joins the pixels in by hand; the bytes must stay exactly what
+    protobuf (ours and TF Serving's) writes, and the official message must parse them."""
+    array = np.asarray(np.random.default_rng(0).random(shape) * 100).astype(dtype)
+    spec = wire.model_spec("deeplabv3", version=3, signature="serving_default")
+    inputs = {"images": array, "jpeg": [b"\xff\xd8 not really", b""]}
+    fast = wire.encode_predict_request(spec, inputs, ["class_map", "confidence"])
+    slow = wire.predict_request(spec, inputs, ["class_map", "confidence"])
+    assert fast == slow.SerializeToString(deterministic=True)
+    official = predict_pb2.PredictRequest.FromString(fast)
+    np.testing.assert_array_equal(tf.make_ndarray(official.inputs["images"]), array)
+    assert official.model_spec.version.value == 3
+
+
+def test_the_fast_request_encoder_takes_views_and_no_inputs():
+    frame = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(1, 6, 8, 3)[:, ::2, :, ::-1]
+    spec = wire.model_spec("m")
+    assert wire.encode_predict_request(spec, {"images": frame}) == (
+        wire.predict_request(spec, {"images": frame}).SerializeToString()
+    )
+    empty = pb.PredictRequest(model_spec=spec).SerializeToString()
+    assert wire.encode_predict_request(spec, {}) == empty

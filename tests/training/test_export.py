@@ -16,7 +16,7 @@ from training.cli import main
 from training.export import ExportError, existing_versions, export_run, read_export_info
 from training.export_check import VerificationReport
 from training.inference_graph import decode_frames, network_size, segment_frames
-from training.run import RunFolder, TrainConfig
+from training.run import RunFolder
 from training.synth import synthetic_frame
 from training.warmup import WARMUP_FILE, read_warmup_requests
 
@@ -24,27 +24,10 @@ INPUT_SIZE = (64, 64)
 
 
 @pytest.fixture(scope="module")
-def small_run(synth_root, tmp_path_factory) -> RunFolder:
-    """A few steps of training: randomly initialized DeepLab v3 has logits of ~1e-12 (they
-    vanish through the untrained batch norms), which float16 flushes to zero and whose argmax
-    is noise; a little training gives logits of a realistic scale and class maps with
-    structure, so agreement figures mean something."""
-    from training.train import train
-
-    config = TrainConfig(
-        data=str(synth_root),
-        out=str(tmp_path_factory.mktemp("runs") / "small"),
-        epochs=2,
-        steps_per_epoch=6,
-        batch_size=4,
-        input_size=INPUT_SIZE,
-        lr=3e-3,
-        backbone="mobilenetv2",
-        backbone_weights=None,
-        bn_momentum=0.5,
-        loss="ce",
-    )
-    return train(config, verbose=0).run
+def small_run(trained_run) -> RunFolder:
+    """A few steps of training at INPUT_SIZE (the session's ``trained_run``)."""
+    assert tuple(trained_run.read_config().input_size) == INPUT_SIZE
+    return trained_run
 
 
 @pytest.fixture(scope="module")
