@@ -216,8 +216,8 @@ class SegmentationClient:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Cancels calls in flight (they raise ClientClosed or a CANCELLED error) and closes
-        the channels; returns once the worker threads have ended."""
+        """Closes the channels, which cancels calls in flight (they raise ClientClosed), and
+        returns once the worker threads have ended."""
         self._closing.set()
         for channel in self._channels:
             channel.close()  # cancels the RPCs running on it
