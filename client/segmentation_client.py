@@ -368,14 +368,44 @@ class SegmentationClient:
         started = time.perf_counter()
         _check_frame(frame, color)
         signature, input_name = _SIGNATURES[self.transport]
-        wanted = ["class_map", "confidence"] if confidence else ["class_map"]
         value = self._encode_frame(frame, color)
-        payload = wire.encode_predict_request(self._spec(signature), {input_name: value}, wanted)
+        return self._segment(
+            signature, {input_name: value}, frame.shape[:2], confidence, timeout, started
+        )
+
+    def segment_encoded(
+        self,
+        image: bytes,
+        size: tuple[int, int],
+        *,
+        confidence: bool = False,
+        timeout: float | None = None,
+    ) -> Segmentation:
+        """The class map of an encoded JPEG or PNG, sent as it is to ``segment_jpeg`` (the
+        server decodes it: no decoding and re-encoding here). ``size`` is the image's (H, W),
+        from its header, against which the answer is checked."""
+        if not isinstance(image, bytes) or not image:
+            raise InvalidFrame(f"image must be non-empty bytes, got {type(image).__name__}")
+        return self._segment(
+            "segment_jpeg", {"jpeg": [image]}, tuple(size), confidence, timeout, time.perf_counter()
+        )
+
+    def _segment(
+        self,
+        signature: str,
+        inputs: dict[str, np.ndarray | list[bytes]],
+        size: tuple[int, int],
+        confidence: bool,
+        timeout: float | None,
+        started: float,
+    ) -> Segmentation:
+        wanted = ["class_map", "confidence"] if confidence else ["class_map"]
+        payload = wire.encode_predict_request(self._spec(signature), inputs, wanted)
         sent = time.perf_counter()
         answer = self._call(self._predict, payload, timeout)
         received = time.perf_counter()
         response = _parse(pb.PredictResponse, answer, "PredictResponse")
-        outputs = {name: self._output(response, name, frame.shape[:2]) for name in wanted}
+        outputs = {name: self._output(response, name, size) for name in wanted}
         done = time.perf_counter()
         return Segmentation(
             class_map=outputs["class_map"],

@@ -4,9 +4,12 @@ model."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import copy_version
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -74,6 +77,43 @@ def exported_version(trained_run, tmp_path_factory) -> Path:
 
     models = tmp_path_factory.mktemp("serving-models")
     return export_run(trained_run.path, models, warmup_sizes=((48, 64),)).path
+
+
+# A 1080p raw frame must get through (the client's promise); the server's defaults allow it.
+MAX_PIXELS = 1920 * 1080
+
+
+@pytest.fixture(scope="session")
+def served_models(exported_version, tmp_path_factory) -> Path:
+    """A model folder with version 1, read-only for the client and gateway tests."""
+    path = tmp_path_factory.mktemp("client-models") / "deeplabv3"
+    path.mkdir()
+    copy_version(exported_version, path, 1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def start_server(served_models) -> Callable:
+    """``start_server(port=0, **options)`` → a started EmbeddedServer; stopped at session end."""
+    from serving.inputs import Limits
+    from serving.model_config import single_model
+    from serving.server import EmbeddedServer, ServerOptions
+
+    started = []
+
+    def start(port: int = 0, **options) -> EmbeddedServer:
+        options.setdefault("limits", Limits(max_batch=4, max_pixels=MAX_PIXELS))
+        server = EmbeddedServer(
+            [single_model("deeplabv3", served_models)],
+            ServerOptions(host="127.0.0.1", port=port, poll_seconds=60, **options),
+        )
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(grace=0.5)
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 
@@ -34,3 +35,10 @@ def copy_version(source: Path, base_path: Path, version: int) -> Path:
     target = base_path / str(version)
     staging.rename(target)
     return target
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server a test starts later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -12,7 +12,7 @@ import cv2
 import pytest
 
 from client.synthetic import synthetic_frames
-from tests.client.conftest import free_port
+from tests.helpers import free_port
 
 
 def run_client(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ from client import (
     ServerUnavailable,
 )
 from client.errors import ClientClosed, InvalidResponse, SignatureMismatch
-from tests.client.conftest import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_real_voc_frame(target, saved_model, voc_sample):
     assert set(np.unique(result.class_map)) <= set(range(21))
 
 
-def test_metadata_and_status(target, client_models):
+def test_metadata_and_status(target, served_models):
     with SegmentationClient(target) as client:
         metadata = client.metadata()
         statuses = client.wait_until_ready(timeout=5)

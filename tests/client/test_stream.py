@@ -17,7 +17,7 @@ from client import (
     open_source,
 )
 from client.synthetic import synthetic_frames
-from tests.client.conftest import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="module")

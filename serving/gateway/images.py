@@ -1,0 +1,115 @@
+"""Uploaded images in, class-map PNGs, overlays and run-length JSON out (no TensorFlow).
+
+Uploads are checked before any pixel is decoded: the format from the magic bytes (JPEG and
+PNG, what the model's ``segment_jpeg`` decodes), the size from the header (a small file can
+declare billions of pixels).
+
+    >>> run_length(np.array([[0, 0, 15], [15, 15, 0]], np.uint8))
+    {'values': [0, 15, 0], 'counts': [2, 3, 1]}
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from client.overlay import overlay
+
+_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+# What people upload by mistake, to name it in the error.
+_KNOWN = {
+    b"GIF8": "a GIF",
+    b"RIFF": "a RIFF file (WebP?)",
+    b"%PDF": "a PDF",
+    b"BM": "a BMP",
+    b"II*\x00": "a TIFF",
+    b"MM\x00*": "a TIFF",
+}
+
+
+class UploadError(ValueError):
+    """An upload the gateway refuses; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # "jpeg" or "png"
+    height: int
+    width: int
+
+
+def sniff(data: bytes) -> str:
+    """ "jpeg" or "png" from the magic bytes; UploadError 415 naming what it is otherwise."""
+    for signature, kind in _SIGNATURES.items():
+        if data.startswith(signature):
+            return kind
+    what = next((name for magic, name in _KNOWN.items() if data.startswith(magic)), None)
+    if what is None:
+        what = "empty" if not data else f"bytes starting {data[:8].hex(' ')}"
+    raise UploadError(415, f"expected a JPEG or PNG image, got {what}")
+
+
+def read_header(data: bytes, max_pixels: int) -> ImageInfo:
+    """Format and size from the header alone; 413 over ``max_pixels``, 400 if unreadable."""
+    kind = sniff(data)
+    try:
+        # Image.open reads the header only; the bomb check is ours (below), not PIL's.
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UploadError(400, f"cannot read the {kind.upper()} header: {error}") from None
+    if width is None or width * height > max_pixels:
+        # PIL refuses headers past ~180 M pixels itself, without saying the size.
+        size = "more" if width is None else f"{width}×{height} = {width * height:,}"
+        raise UploadError(
+            413,
+            f"the image header declares {size} pixels, over the limit of {max_pixels:,} "
+            "(gateway --max-pixels); send a smaller image",
+        )
+    return ImageInfo(kind, height, width)
+
+
+def decode_bgr(data: bytes) -> np.ndarray:
+    """The image as an OpenCV BGR array (for the overlay); 400 if it does not decode."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UploadError(400, "the image does not decode (truncated or corrupt file?)")
+    return image
+
+
+def class_map_png(class_map: np.ndarray, palette: np.ndarray) -> bytes:
+    """A palettized PNG: pixel values are class ids, the palette gives their colours (as VOC's
+    SegmentationClass masks)."""
+    image = Image.fromarray(np.ascontiguousarray(class_map), mode="P")
+    image.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def overlay_jpeg(image_bgr: np.ndarray, class_map: np.ndarray, palette, alpha, quality) -> bytes:
+    blended = overlay(image_bgr, class_map, alpha, palette=palette, color="bgr")
+    ok, encoded = cv2.imencode(".jpg", blended, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the overlay")
+    return encoded.tobytes()
+
+
+def run_length(class_map: np.ndarray) -> dict[str, list[int]]:
+    """Row-major runs: ``values[i]`` repeated ``counts[i]`` times rebuilds the flattened map."""
+    flat = np.asarray(class_map).reshape(-1)
+    if flat.size == 0:
+        return {"values": [], "counts": []}
+    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+    counts = np.diff(np.append(starts, flat.size))
+    return {"values": flat[starts].tolist(), "counts": counts.tolist()}

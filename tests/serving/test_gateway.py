@@ -1,0 +1,217 @@
+"""The HTTP gateway against a real embedded model server: every endpoint and every refusal."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from client.palette import voc_colormap
+from serving.gateway.app import create_app
+from serving.gateway.images import run_length
+from serving.gateway.settings import GatewaySettings
+from tests.helpers import free_port
+
+
+@pytest.fixture(scope="module")
+def model_server(start_server):
+    return start_server()
+
+
+@pytest.fixture(scope="module")
+def http(model_server):
+    settings = GatewaySettings(
+        targets=(f"127.0.0.1:{model_server.port}",),
+        max_upload_bytes=2_000_000,
+        max_pixels=1_000_000,
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def jpeg(synth_root) -> bytes:
+    return sorted((synth_root / "JPEGImages").glob("*.jpg"))[0].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def reference(saved_model_of_served, jpeg) -> np.ndarray:
+    outputs = saved_model_of_served.signatures["segment_jpeg"](jpeg=np.array([jpeg]))
+    return outputs["class_map"].numpy()[0]
+
+
+@pytest.fixture(scope="module")
+def saved_model_of_served(served_models):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(served_models / "1"))
+
+
+def timings(response) -> dict[str, float]:
+    header = response.headers["server-timing"]
+    return {m[0]: float(m[1]) for m in re.findall(r"(\w+);dur=([\d.]+)", header)}
+
+
+def test_png_is_the_palettized_class_map(http, jpeg, reference):
+    response = http.post("/v1/segment", content=jpeg, headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.mode == "P"
+    np.testing.assert_array_equal(np.array(image), reference)
+    palette = np.array(image.getpalette(), np.uint8).reshape(-1, 3)
+    assert palette[15].tolist() == [192, 128, 128]  # VOC's person colour
+    assert response.headers["x-model-version"] == "1"
+    assert response.headers["x-image-size"] == f"{reference.shape[0]}x{reference.shape[1]}"
+    present = [int(v) for v in response.headers["x-classes-present"].split(",")]
+    assert present == np.unique(reference).tolist()
+    assert set(timings(response)) == {"read", "rpc", "encode", "total"}
+
+
+def test_multipart_upload_and_json(http, jpeg, reference):
+    response = http.post(
+        "/v1/segment", params={"format": "json"}, files={"file": ("a.jpg", jpeg, "image/jpeg")}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["height"], body["width"]) == reference.shape and body["model_version"] == 1
+    rle = body["class_map_rle"]
+    rebuilt = np.repeat(rle["values"], rle["counts"]).reshape(reference.shape)
+    np.testing.assert_array_equal(rebuilt, reference)
+    ids, counts = np.unique(reference, return_counts=True)
+    assert [c["id"] for c in body["classes_present"]] == ids.tolist()
+    assert [c["pixels"] for c in body["classes_present"]] == counts.tolist()
+    assert body["class_names"][15] == "person"
+    assert abs(sum(c["fraction"] for c in body["classes_present"]) - 1) < 1e-4
+    assert body["timings_ms"]["total"] >= body["timings_ms"]["rpc"] > 0
+
+
+def test_overlay_is_a_jpeg_of_the_image_size(http, jpeg, reference):
+    response = http.post("/v1/segment?format=overlay&alpha=1", content=jpeg,
+                         headers={"Content-Type": "image/jpeg"})  # fmt: skip
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    picture = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape[:2] == reference.shape
+    # alpha=1: pixels of a class take its colour (JPEG blurs edges: compare the median).
+    counts = np.bincount(reference.ravel(), minlength=21)
+    counts[0] = 0
+    assert counts.any(), "the test model must find some object in the scene"
+    class_id = int(counts.argmax())
+    bgr = np.median(picture[reference == class_id], axis=0)
+    assert np.abs(bgr[::-1] - voc_colormap()[class_id]).max() < 30
+
+
+def test_png_uploads_work(http, jpeg, reference):
+    png = cv2.imencode(".png", cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))[1]
+    response = http.post(
+        "/v1/segment", content=png.tobytes(), headers={"Content-Type": "image/png"}
+    )
+    assert response.status_code == 200
+    assert np.array(Image.open(io.BytesIO(response.content))).shape == reference.shape
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width×height pixels in a few dozen bytes (a decompression bomb's
+    header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        (b"GIF89a" + b"\0" * 20, "image/gif", 415, "expected a JPEG or PNG image, got a GIF"),
+        (b"hello, world", "image/jpeg", 415, "got bytes starting 68 65 6c 6c"),
+        (b"", "image/jpeg", 415, "got empty"),
+        (b"\xff\xd8\xff\xe0" + b"\0" * 40, "image/jpeg", 400, "cannot read the JPEG header"),
+        (_png_header_only(50_000, 50_000), "image/png", 413, "over the limit of 1,000,000"),
+        (_png_header_only(1200, 1000), "image/png", 413, "1200×1000 = 1,200,000 pixels"),
+        (b"x" * 2_100_000, "image/jpeg", 413, "over the limit of 2,000,000"),
+        (b"{}", "application/json", 415, "got Content-Type application/json"),
+    ],
+)
+def test_refusals_name_the_problem(http, body, content_type, status, message):
+    response = http.post("/v1/segment", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+
+
+def test_a_truncated_jpeg_is_a_400_with_the_servers_reason(http, jpeg):
+    response = http.post("/v1/segment", content=jpeg[: len(jpeg) // 3],
+                         headers={"Content-Type": "image/jpeg"})  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("model server: ")
+
+
+def test_multipart_without_the_file_field(http, jpeg):
+    response = http.post("/v1/segment", files={"image": ("a.jpg", jpeg, "image/jpeg")})
+    assert response.status_code == 400 and "field named 'file'" in response.json()["detail"]
+
+
+def test_bad_query_values_are_422(http, jpeg):
+    response = http.post("/v1/segment?format=gif", content=jpeg,
+                         headers={"Content-Type": "image/jpeg"})  # fmt: skip
+    assert response.status_code == 422
+    assert http.post("/v1/segment?format=overlay&alpha=2", content=jpeg).status_code == 422
+
+
+def test_model_health_readiness_and_metrics(http):
+    model = http.get("/v1/model").json()
+    assert model["model"] == "deeplabv3" and model["version"] == 1
+    assert len(model["class_names"]) == 21 and model["palette"][15] == [192, 128, 128]
+    assert model["input_size"] == [64, 64] and model["versions"][0]["state"] == "AVAILABLE"
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    metrics = http.get("/metrics").text
+    assert 'rcseg_gateway_requests_total{route="/v1/model",status="200"}' in metrics
+    assert "rcseg_gateway_request_seconds_bucket" in metrics
+
+
+def test_page_and_openapi(http):
+    page = http.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    schema = http.get("/openapi.json").json()
+    from openapi_spec_validator import validate
+
+    validate(schema)
+    body = schema["paths"]["/v1/segment"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/jpeg", "image/png"} <= set(body)
+    assert {"/v1/model", "/healthz", "/readyz"} <= set(schema["paths"])
+
+
+def test_model_server_down_is_503_saying_so(jpeg):
+    settings = GatewaySettings(targets=(f"127.0.0.1:{free_port()}",), timeout=1.0)
+    with TestClient(create_app(settings)) as http:
+        response = http.post("/v1/segment", content=jpeg, headers={"Content-Type": "image/jpeg"})
+        assert response.status_code == 503
+        assert "model server" in response.json()["detail"]
+        assert "UNAVAILABLE" in response.json()["detail"]
+        assert http.get("/readyz").status_code == 503
+        assert http.get("/v1/model").status_code == 503
+        assert http.get("/healthz").status_code == 200  # the process itself is fine
+
+
+def test_run_length_round_trip():
+    class_map = np.random.default_rng(0).integers(0, 3, (17, 23), dtype=np.uint8)
+    rle = run_length(class_map)
+    np.testing.assert_array_equal(
+        np.repeat(rle["values"], rle["counts"]).reshape(17, 23), class_map
+    )
+    assert run_length(np.zeros((0, 4), np.uint8)) == {"values": [], "counts": []}
+    assert json.dumps(rle)
