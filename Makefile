@@ -34,14 +34,17 @@ format: setup
 protos: setup
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. client/proto/serving_wire.proto
 
-# The demo runs what exists so far: synthetic VOC-format data (checked, previewed through the
-# training pipeline), a short DeepLab v3 training run from scratch on the CPU (MobileNetV2 at
-# 128x128, a few minutes), its evaluation on held-out images, one prediction overlay, and its
-# export as version 1 of a model repository (replaced on every demo run). Prediction and export
-# use --resize stretch: training stretched the 4:3 scenes to the square input size, and the
-# model does better when it sees frames that way (README, "Export").
-# Serving and streaming join as they land.
+# The product end to end on this machine: synthetic VOC-format data (checked, previewed through
+# the training pipeline), a short DeepLab v3 training run from scratch on the CPU (MobileNetV2 at
+# 128x128, a few minutes), its evaluation on held-out images, its export as version 1 of the
+# model repository in models/, then `python -m serving demo`: the embedded server and the
+# gateway started on it, a drive video of held-out scenes streamed through the edge client
+# (latency table, overlay video), held-out images through the gateway, everything stopped.
+# Export uses --resize stretch: training stretched the 4:3 scenes to the square input size, and
+# the model does better when it sees frames that way (README, "Export"). A models/deeplabv3/1
+# that the demo did not make is kept: the demo's model then lands as the next version.
 DEMO_RUN := $(DEMO_DIR)/runs/demo
+DEMO_VERSION := models/deeplabv3/1
 demo: setup
 	$(PY) -m training data synth --out $(DEMO_DIR)/voc_synth --count 240 --seed 0 --size 480x360
 	$(PY) -m training data check --root $(DEMO_DIR)/voc_synth
@@ -50,15 +53,16 @@ demo: setup
 		--backbone-weights none --input-size 128 --batch-size 8 --epochs 15 --lr 2e-3 --bn-momentum 0.9 \
 		--reduce-lr-patience 2
 	$(PY) -m training evaluate --run $(DEMO_RUN) --split test
-	$(PY) -m training predict --run $(DEMO_RUN) --image $(DEMO_DIR)/voc_synth/JPEGImages/synth_000000.jpg \
-		--out $(DEMO_DIR)/prediction.png --resize stretch
-	rm -rf $(DEMO_DIR)/models/deeplabv3
-	mkdir -p $(DEMO_DIR)/models && cp models/*.config $(DEMO_DIR)/models/
-	$(PY) -m training export --run $(DEMO_RUN) --models-dir $(DEMO_DIR)/models --name deeplabv3 --version 1 \
-		--resize stretch
-	@echo "demo: dataset in $(DEMO_DIR)/voc_synth, pipeline preview $(DEMO_DIR)/preview_train.png,"
-	@echo "      run $(DEMO_RUN) (curves.png, evaluation/test/), overlay $(DEMO_DIR)/prediction.png,"
-	@echo "      exported model $(DEMO_DIR)/models/deeplabv3/1 (serve it: make serve MODELS_DIR=$(DEMO_DIR)/models)"
+	@if [ -d $(DEMO_VERSION) ] && ! grep -qs '"run": "$(abspath $(DEMO_RUN))"' $(DEMO_VERSION)/assets.extra/export.json; then \
+		echo "demo: $(DEMO_VERSION) is not the demo's model: keeping it, exporting the next version"; \
+		$(PY) -m training export --run $(DEMO_RUN) --models-dir models --name deeplabv3 --resize stretch; \
+	else \
+		rm -rf $(DEMO_VERSION); \
+		$(PY) -m training export --run $(DEMO_RUN) --models-dir models --name deeplabv3 --version 1 \
+			--resize stretch; \
+	fi
+	$(PY) -m serving demo --models models --images $(DEMO_DIR)/voc_synth/JPEGImages \
+		--list $(DEMO_RUN)/splits/test.txt --out $(DEMO_DIR)
 
 # TF Serving on the GPU (Dockerfile.serve) when Docker with the NVIDIA runtime is here, else the
 # embedded server; both on gRPC :8500 with models/ read in place. Stop it with Ctrl-C.

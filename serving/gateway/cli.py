@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
     parser.add_argument("--model", default="deeplabv3")
     parser.add_argument("--version", help="model version number or label (default: latest)")
     parser.add_argument("--timeout", type=float, default=30.0, help="model server deadline (s)")
@@ -58,5 +61,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"http://{args.host}:{args.port}/ (API docs at /docs)",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -119,6 +119,9 @@ function pickFile(file) {
   if (stream) stopCamera();
   lastImage = file;
   els.video.hidden = true;
+  els.overlay.hidden = true;  // the previous picture's results no longer apply
+  els.legend.replaceChildren();
+  els.latency.textContent = '–';
   setImage(els.original, file);
   segment(file);
 }
@@ -195,6 +198,9 @@ els.drop.addEventListener('drop', (event) => {
   event.preventDefault();
   pickFile(event.dataTransfer.files[0]);
 });
+
+// A file the browser cannot show either (the API's error says why): no broken-image icon.
+els.original.addEventListener('error', () => { els.original.hidden = true; });
 
 els.camera.addEventListener('click', () => (stream ? stopCamera() : startCamera()));
 
