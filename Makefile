@@ -9,7 +9,7 @@ DEMO_DIR ?= demo_out
 # Quiet TensorFlow's start-up banner (CUDA probing on a machine without a GPU).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint format protos demo serve clean
+.PHONY: setup browser test lint format protos demo serve clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: setup
+test: setup browser
 	$(PY) -m pytest
+
+# Debian's headless Chromium and Playwright's playwright-core (npm) for the results-page test.
+# Best effort: where they cannot be installed (not root, no npm), that test skips saying why.
+BROWSER_STAMP := tests/browser/node_modules/.installed
+browser: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): tests/browser/package-lock.json
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "browser: installing Debian's chromium"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+				>/dev/null) || echo "browser: could not install chromium: the page test will skip"; \
+		else \
+			echo "browser: no /usr/bin/chromium (apt-get install chromium): the page test will skip"; \
+		fi; \
+	fi
+	@if command -v npm >/dev/null; then \
+		cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "browser: no npm: the page test will skip"; \
+	fi
 
 lint: setup
 	$(VENV)/bin/ruff check .
