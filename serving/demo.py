@@ -46,10 +46,16 @@ def _free_port() -> int:
 
 @contextmanager
 def _process(command: list[str], ready: re.Pattern, name: str, timeout: float = 180):
-    """Starts ``command``, waits for a stdout line matching ``ready`` (its match is yielded),
-    echoes the process's output prefixed with ``name``, and stops it with SIGTERM at exit."""
+    """Starts ``command``, waits for a stdout line matching ``ready`` and yields
+    ``(match, process)``; echoes the process's output prefixed with ``name``; stops it with
+    SIGTERM (then SIGKILL) at exit, whatever ended the block."""
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_ENV
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=_ENV,
     )
     found: list[re.Match] = []
     seen = threading.Event()
@@ -64,23 +70,33 @@ def _process(command: list[str], ready: re.Pattern, name: str, timeout: float = 
                 print(f"  [{name}] {line.rstrip()}", flush=True)
         seen.set()
 
-    threading.Thread(target=pump, daemon=True).start()
+    echo = threading.Thread(target=pump, daemon=True)
+    echo.start()
     try:
         if not seen.wait(timeout) or not found:
-            raise RuntimeError(f"{name} did not start (exit code {process.poll()})")
-        yield found[0]
+            try:
+                code = process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = "still running"
+            raise RuntimeError(f"{name} did not start (exit code {code})")
+        yield found[0], process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        echo.join(timeout=5)  # its last lines ("stopped") are printed before we go on
 
 
-def _wait_http(url: str, timeout: float = 60) -> None:
+def _wait_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process serving {url} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -90,6 +106,26 @@ def _wait_http(url: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer 200 within {timeout:g} s")
         time.sleep(0.2)
+
+
+def demo_config(models: Path, run: Path, out: Path) -> Path:
+    """A ModelServerConfig that serves exactly the version exported from ``run`` (the
+    repository may hold newer versions of the user's own), written to ``out``."""
+    base = (models / "deeplabv3").resolve()
+    versions = []
+    for info in base.glob("*/assets.extra/export.json"):
+        exported_from = Path(json.loads(info.read_text()).get("run", ""))
+        if exported_from.resolve() == run.resolve() and info.parents[1].name.isdigit():
+            versions.append(int(info.parents[1].name))
+    if not versions:
+        raise FileNotFoundError(f"no version in {base} was exported from {run}")
+    config = out / "demo_models.config"
+    config.write_text(
+        'model_config_list {\n  config {\n    name: "deeplabv3"\n'
+        f'    base_path: "{base}"\n    model_platform: "tensorflow"\n'
+        f"    model_version_policy {{ specific {{ versions: {max(versions)} }} }}\n  }}\n}}\n"
+    )
+    return config
 
 
 def held_out_images(images: Path, list_file: Path | None, count: int) -> list[Path]:
@@ -167,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m serving demo", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--models", type=Path, default=Path("models"), help="model repository")
+    parser.add_argument(
+        "--run", type=Path, help="serve the version exported from this run (default: latest)"
+    )
     parser.add_argument("--images", type=Path, required=True, help="folder of held-out JPEGs")
     parser.add_argument("--list", type=Path, help="split list naming the held-out images")
     parser.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -175,6 +214,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
+    # A plain `kill` (a CI cancel, a closed terminal) must stop the children too: turn it into
+    # an exit that runs the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _run(args)
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as error:
+        print(f"demo: failed: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = args.models / "models.config"
+    if args.run is not None:
+        config = demo_config(args.models, args.run, args.out)
     paths = held_out_images(args.images, args.list, args.scenes)
     video = args.out / "drive.mp4"
     frames = write_drive_video(paths, video, args.fps, hold=int(args.fps))
@@ -183,9 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     python = sys.executable
     with ExitStack() as running:
         print("demo: starting the embedded model server …", flush=True)
-        listening = running.enter_context(
+        listening, _ = running.enter_context(
             _process(
-                [python, "-m", "serving", "--model-config", str(args.models / "models.config"),
+                [python, "-m", "serving", "--model-config", str(config),
                  "--host", "127.0.0.1", "--port", "0"],
                 re.compile(r"listening on 127\.0\.0\.1:(\d+)"),
                 "server",
@@ -195,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = _free_port()
         gateway = f"http://127.0.0.1:{port}"
         print(f"demo: starting the gateway on {gateway} …", flush=True)
-        running.enter_context(
+        _, gateway_process = running.enter_context(
             _process(
                 [python, "-m", "serving", "gateway", "--target", target,
                  "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
@@ -203,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "gateway",
             )
         )  # fmt: skip
-        _wait_http(f"{gateway}/readyz")
+        _wait_http(f"{gateway}/readyz", gateway_process)
 
         print(f"\ndemo: per-frame latency, the drive video streamed through the client ({target})")
         results, plot = args.out / "latency.json", args.out / "latency.png"

@@ -30,6 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from client import errors
 from client.segmentation_client import ModelMetadata, SegmentationClient
@@ -40,6 +41,8 @@ STATIC = Path(__file__).parent / "static"
 # Status and metadata answer in milliseconds when the server is up; do not make a health
 # check or the page wait for the segmentation deadline when it is not.
 _INFO_TIMEOUT = 3.0
+# Room for multipart boundaries and part headers around a file of the upload limit.
+_MULTIPART_FRAMING = 64 * 1024
 
 # Upstream failures → HTTP: the model server's own message goes along.
 _UPSTREAM_STATUS: dict[type[errors.ClientError], int] = {
@@ -48,6 +51,7 @@ _UPSTREAM_STATUS: dict[type[errors.ClientError], int] = {
     errors.ServerUnavailable: 503,
     errors.ModelNotFound: 503,  # the model (or pinned version) is not loaded
     errors.DeadlineExceeded: 504,
+    errors.ClientClosed: 503,  # the gateway is shutting down
 }
 
 _UPLOAD_BODY = {
@@ -93,17 +97,18 @@ class Gateway:
         self.settings = settings
         self.client = client
         self.metrics = GatewayMetrics()
-        self._metadata: ModelMetadata | None = None
+        self._metadata: dict[int, ModelMetadata] = {}
         self._lock = threading.Lock()
 
-    def metadata(self, version: int | None = None) -> ModelMetadata:
-        """Cached; fetched again when an answer came from another version."""
+    def metadata(self, version: int) -> ModelMetadata:
+        """The metadata of the version that answered, cached per version (fetched when a new
+        version starts answering)."""
         with self._lock:
-            cached = self._metadata
-        if cached is None or (version is not None and cached.model_version != version):
-            cached = self.client.metadata()
+            cached = self._metadata.get(version)
+        if cached is None:
+            cached = self.client.metadata(timeout=_INFO_TIMEOUT)
             with self._lock:
-                self._metadata = cached
+                self._metadata[cached.model_version] = cached
         return cached
 
 
@@ -116,41 +121,55 @@ def _upstream_error(error: errors.ClientError) -> JSONResponse:
     return _error(status, f"model server: {error}")
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it passes ``limit`` bytes (chunked uploads have
+    no Content-Length to check first); nothing past the limit is read or stored."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise images.UploadError(413, _too_large(int(declared), limit))
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise images.UploadError(413, _too_large(len(body), limit, partial=True))
+    except ClientDisconnect:
+        raise images.UploadError(400, "the client went away during the upload") from None
+    return bytes(body)
+
+
 async def _read_upload(request: Request, limit: int) -> bytes:
     """The image bytes from a multipart field ``file`` or a raw image body, at most ``limit``
-    bytes (413 beyond, without reading the rest)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise images.UploadError(413, _too_large(int(declared), limit))
+    bytes of image (a multipart body may add 64 KiB of framing)."""
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=4)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise images.UploadError(400, "multipart upload without a file field named 'file'")
-        data = await upload.read(limit + 1)
-    else:
+    if not content_type.startswith("multipart/form-data"):
         if content_type and not content_type.startswith(("image/", "application/octet-stream")):
             raise images.UploadError(
                 415,
                 f"send the image as image/jpeg or image/png, or as multipart field 'file'; "
                 f"got Content-Type {content_type}",
             )
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                break
-        data = bytes(body)
+        return await _read_body(request, limit)
+    body = await _read_body(request, limit + _MULTIPART_FRAMING)
+
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    # Starlette parses the bounded body we read, not the socket.
+    async with Request(request.scope, replay).form(max_files=1, max_fields=4) as form:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise images.UploadError(400, "multipart upload without a file field named 'file'")
+        data = await upload.read()
     if len(data) > limit:
         raise images.UploadError(413, _too_large(len(data), limit))
     return data
 
 
-def _too_large(size: int, limit: int) -> str:
+def _too_large(size: int, limit: int, partial: bool = False) -> str:
     return (
-        f"upload of {'at least ' if size == limit + 1 else ''}{size:,} bytes is over the limit "
-        f"of {limit:,} (gateway --max-upload-mb)"
+        f"upload of {'more than ' if partial else ''}{size if not partial else limit:,} bytes "
+        f"is over the limit of {limit:,} (gateway --max-upload-mb)"
     )
 
 
@@ -233,6 +252,10 @@ def create_app(settings: GatewaySettings, client: SegmentationClient | None = No
             "input_size": list(metadata.input_size),
             "output_stride": metadata.output_stride,
             "versions": [v.__dict__ for vs in statuses.values() for v in vs],
+            "limits": {
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_pixels": settings.max_pixels,
+            },
         }
 
     @app.post(
@@ -261,15 +284,16 @@ def create_app(settings: GatewaySettings, client: SegmentationClient | None = No
         started = time.perf_counter()
         try:
             data = await _read_upload(request, settings.max_upload_bytes)
-            info = images.read_header(data, settings.max_pixels)
-        except images.UploadError as error:
-            return _error(error.status, str(error))
-        try:
-            return await run_in_threadpool(_answer, gateway, data, info, format, alpha, started)
+            return await run_in_threadpool(_answer, gateway, data, format, alpha, started)
         except images.UploadError as error:
             return _error(error.status, str(error))
         except errors.ClientError as error:
             return _upstream_error(error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # A bug, not the client's fault: the answer stays JSON (uvicorn logs the traceback).
+        return _error(500, f"internal error: {type(error).__name__}: {error}")
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -279,25 +303,40 @@ def create_app(settings: GatewaySettings, client: SegmentationClient | None = No
     return app
 
 
-def _answer(
-    gateway: Gateway, data: bytes, info: images.ImageInfo, format: str, alpha: float, started
-) -> Response:
+def _answer(gateway: Gateway, data: bytes, format: str, alpha: float, started: float) -> Response:
     """The blocking part of a segment request (runs on the thread pool)."""
+    settings = gateway.settings
+    info = images.read_header(data, settings.max_pixels)
+    upright = None
+    if info.rotated:
+        # The browser shows a phone photo turned by its EXIF tag, TensorFlow's decoder would
+        # not: send the pixels turned as people see them.
+        upright = images.decode_upright_bgr(data)
     received = time.perf_counter()
-    result = gateway.client.segment_encoded(data, (info.height, info.width))
+    if upright is None:
+        result = gateway.client.segment_encoded(data, (info.height, info.width))
+    else:
+        result = gateway.client.segment(upright, color="bgr")
     answered = time.perf_counter()
     metadata = gateway.metadata(result.model_version)
     class_map = result.class_map
-    present = np.flatnonzero(np.bincount(class_map.reshape(-1), minlength=1)).tolist()
+    height, width = class_map.shape
+    counts = np.bincount(class_map.reshape(-1), minlength=len(metadata.class_names))
+    if len(counts) > len(metadata.class_names):
+        raise errors.InvalidResponse(
+            f"the class map holds id {len(counts) - 1}, the model has "
+            f"{len(metadata.class_names)} classes"
+        )
+    present = np.flatnonzero(counts).tolist()
     headers = {
         "X-Model-Version": str(result.model_version),
-        "X-Image-Size": f"{info.height}x{info.width}",
+        "X-Image-Size": f"{height}x{width}",
         "X-Classes-Present": ",".join(map(str, present)),
     }
     if format == "overlay":
-        decoded = images.decode_bgr(data)
+        picture = upright if upright is not None else images.decode_bgr(data)
         body = images.overlay_jpeg(
-            decoded, class_map, metadata.palette, alpha, gateway.settings.overlay_quality
+            picture, class_map, metadata.palette, alpha, settings.overlay_quality
         )
         media_type = "image/jpeg"
     elif format == "png":
@@ -313,21 +352,19 @@ def _answer(
     headers["Server-Timing"] = _server_timing(timings)
     if body is not None:
         return Response(body, media_type=media_type, headers=headers)
-    counts = np.bincount(class_map.reshape(-1), minlength=len(metadata.class_names))
-    pixels = int(class_map.size)
     return JSONResponse(
         {
-            "model": gateway.settings.model,
+            "model": settings.model,
             "model_version": result.model_version,
-            "height": info.height,
-            "width": info.width,
+            "height": height,
+            "width": width,
             "class_names": list(metadata.class_names),
             "classes_present": [
                 {
                     "id": int(i),
                     "name": metadata.class_names[i],
                     "pixels": int(counts[i]),
-                    "fraction": round(int(counts[i]) / pixels, 6),
+                    "fraction": round(int(counts[i]) / class_map.size, 6),
                 }
                 for i in present
             ],

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from client.overlay import overlay
 
+_EXIF_ORIENTATION = 0x0112
 _SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 # What people upload by mistake, to name it in the error.
 _KNOWN = {
@@ -41,9 +42,12 @@ class UploadError(ValueError):
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What the header says; ``height`` × ``width`` as stored (before any EXIF turn)."""
+
     format: str  # "jpeg" or "png"
     height: int
     width: int
+    rotated: bool = False  # an EXIF orientation other than "as stored" (phone photos)
 
 
 def sniff(data: bytes) -> str:
@@ -64,10 +68,15 @@ def read_header(data: bytes, max_pixels: int) -> ImageInfo:
         # Image.open reads the header only; the bomb check is ours (below), not PIL's.
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
+            # JPEG keeps EXIF in a header segment; PNG's eXIf chunk may follow the pixels,
+            # and reading it would decode them: phone photos are JPEGs.
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1) if kind == "jpeg" else 1
     except Image.DecompressionBombError:
         width = height = None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise UploadError(400, f"cannot read the {kind.upper()} header: {error}") from None
+    except (OSError, SyntaxError, ValueError):
+        raise UploadError(
+            400, f"not a readable {kind.upper()}: its header is damaged or cut short"
+        ) from None
     if width is None or width * height > max_pixels:
         # PIL refuses headers past ~180 M pixels itself, without saying the size.
         size = "more" if width is None else f"{width}×{height} = {width * height:,}"
@@ -76,15 +85,27 @@ def read_header(data: bytes, max_pixels: int) -> ImageInfo:
             f"the image header declares {size} pixels, over the limit of {max_pixels:,} "
             "(gateway --max-pixels); send a smaller image",
         )
-    return ImageInfo(kind, height, width)
+    return ImageInfo(kind, height, width, rotated=orientation not in (1, None))
 
 
 def decode_bgr(data: bytes) -> np.ndarray:
-    """The image as an OpenCV BGR array (for the overlay); 400 if it does not decode."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    """The image as stored, as an OpenCV BGR array (for the overlay); 400 if it does not
+    decode. EXIF orientation is ignored here, as TensorFlow's decoder ignores it."""
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise UploadError(400, "the image does not decode (truncated or corrupt file?)")
     return image
+
+
+def decode_upright_bgr(data: bytes) -> np.ndarray:
+    """The image turned by its EXIF orientation, as people see it, as an OpenCV BGR array."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+            return cv2.cvtColor(np.asarray(upright), cv2.COLOR_RGB2BGR)
+    except (OSError, SyntaxError, ValueError):
+        raise UploadError(400, "the image does not decode (truncated or corrupt file?)") from None
 
 
 def class_map_png(class_map: np.ndarray, palette: np.ndarray) -> bytes:

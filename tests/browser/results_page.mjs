@@ -4,12 +4,15 @@
 //
 // Opens URL, waits for the model information, picks IMAGE in the file input, waits for the
 // overlay, the legend and the latency, checks that the original and the overlay have IMAGE's
-// size, saves SCREENSHOT, then sends a text file named .jpg and checks the error shown.
+// size, saves SCREENSHOT, then sends a text file named .jpg and checks the error shown, and a
+// file over the gateway's upload limit and checks it is refused before sending.
 // Prints one line of JSON and exits 0, or prints what was missing and exits 1.
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
-const TIMEOUT_MS = 60_000;
+// The whole run: Chromium's start (30 s at most) and each wait (30 s at most) on a slow 2-core
+// machine.
+const TIMEOUT_MS = 120_000;
 // This machine's network is closed: no sandbox (root in a container), no GPU, and nothing
 // that phones home at start-up.
 const CHROMIUM_ARGS = [
@@ -17,8 +20,19 @@ const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-function fail(message, details = {}) {
+let browser = null;
+let failing = false;
+
+// Print the failure, close the browser (5 s at most: no Chromium left behind) and exit 1.
+// Never returns: `await fail(...)` ends the caller.
+async function fail(message, details = {}) {
+  if (failing) return new Promise(() => {});  // the first failure is the one reported
+  failing = true;
   console.log(JSON.stringify({ ok: false, error: message, ...details }));
+  if (browser) {
+    const grace = new Promise((resolve) => { setTimeout(resolve, 5_000); });
+    await Promise.race([browser.close().catch(() => {}), grace]);
+  }
   process.exit(1);
 }
 
@@ -64,13 +78,13 @@ function pageState() {
 async function main() {
   const [url, imagePath, screenshotPath] = process.argv.slice(2);
   if (!url || !imagePath || !screenshotPath) {
-    fail('usage: node results_page.mjs URL IMAGE SCREENSHOT');
+    await fail('usage: node results_page.mjs URL IMAGE SCREENSHOT');
   }
   const image = readFileSync(imagePath);
   const expected = imageSize(image);
-  if (!expected) fail(`${imagePath} is neither a JPEG nor a PNG with a readable size`);
+  if (!expected) await fail(`${imagePath} is neither a JPEG nor a PNG with a readable size`);
 
-  const browser = await chromium.launch({
+  browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: CHROMIUM_ARGS,
     timeout: 30_000,
@@ -87,14 +101,16 @@ async function main() {
     });
 
     const response = await page.goto(url);
-    if (!response || !response.ok()) fail(`GET ${url} answered ${response && response.status()}`);
+    if (!response || !response.ok()) {
+      await fail(`GET ${url} answered ${response && response.status()}`);
+    }
 
     const step = async (what, predicate) => {
       try {
         await page.waitForFunction(predicate, null, { timeout: 30_000 });
       } catch (error) {
         state = await page.evaluate(pageState).catch(() => null);
-        fail(`timed out waiting for ${what}`, { state, console_errors: consoleErrors });
+        await fail(`timed out waiting for ${what}`, { state, console_errors: consoleErrors });
       }
       state = await page.evaluate(pageState);
     };
@@ -103,7 +119,7 @@ async function main() {
       const model = document.getElementById('model').textContent;
       return !/loading/i.test(model) || !document.getElementById('error').hidden;
     });
-    if (state.error) fail('the page shows an error after loading', { state });
+    if (state.error) await fail('the page shows an error after loading', { state });
 
     await page.setInputFiles('#file', imagePath);
     await step('the overlay, a legend entry and the latency (or an error)', () => {
@@ -113,11 +129,11 @@ async function main() {
         /\bms\b/.test(document.getElementById('latency').textContent);
       return done || !document.getElementById('error').hidden;
     });
-    if (state.error) fail('the page shows an error for the image', { state });
+    if (state.error) await fail('the page shows an error for the image', { state });
 
     const sameSize = (s) => s && s.width === expected.width && s.height === expected.height;
     if (!sameSize(state.original) || !sameSize(state.overlay)) {
-      fail('#original and #overlay must have the size of the image', { expected, state });
+      await fail('#original and #overlay must have the size of the image', { expected, state });
     }
     await page.screenshot({ path: screenshotPath, fullPage: true });
 
@@ -128,6 +144,23 @@ async function main() {
     const before = state;
     const pageErrors = [...consoleErrors];  // the bad file adds the browser's own 400 line
     await step('#error for a text file named .jpg', () => !document.getElementById('error').hidden);
+    const badFileError = state.error;
+
+    // One byte over the upload limit of GET /v1/model: refused by the page, nothing sent.
+    const limits = await page.evaluate(() => fetch('/v1/model').then((r) => r.json()))
+      .then((info) => info.limits);
+    let tooLargeError = null;
+    if (limits) {
+      let posted = false;
+      page.on('request', (r) => { if (r.url().includes('/v1/segment')) posted = true; });
+      await page.setInputFiles('#file', {
+        name: 'huge.jpg', mimeType: 'image/jpeg', buffer: Buffer.alloc(limits.max_upload_bytes + 1),
+      });
+      await step('#error for a file over the upload limit',
+        () => /upload limit/.test(document.getElementById('error').textContent));
+      if (posted) await fail('a file over the upload limit was sent', { state });
+      tooLargeError = state.error;
+    }
     const summary = {
       ok: true,
       model: before.model,
@@ -137,7 +170,8 @@ async function main() {
       image: expected,
       original: before.original,
       overlay: before.overlay,
-      bad_file_error: state.error,
+      bad_file_error: badFileError,
+      too_large_error: tooLargeError,
       console_errors: pageErrors,
     };
     console.log(JSON.stringify(summary));

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageOps
 
 from client.palette import voc_colormap
 from serving.gateway.app import create_app
@@ -138,7 +138,12 @@ def _png_header_only(width: int, height: int) -> bytes:
         (b"GIF89a" + b"\0" * 20, "image/gif", 415, "expected a JPEG or PNG image, got a GIF"),
         (b"hello, world", "image/jpeg", 415, "got bytes starting 68 65 6c 6c"),
         (b"", "image/jpeg", 415, "got empty"),
-        (b"\xff\xd8\xff\xe0" + b"\0" * 40, "image/jpeg", 400, "cannot read the JPEG header"),
+        (
+            b"\xff\xd8\xff\xe0" + b"\0" * 40,
+            "image/jpeg",
+            400,
+            "not a readable JPEG: its header is damaged",
+        ),
         (_png_header_only(50_000, 50_000), "image/png", 413, "over the limit of 1,000,000"),
         (_png_header_only(1200, 1000), "image/png", 413, "1200×1000 = 1,200,000 pixels"),
         (b"x" * 2_100_000, "image/jpeg", 413, "over the limit of 2,000,000"),
@@ -215,3 +220,78 @@ def test_run_length_round_trip():
     )
     assert run_length(np.zeros((0, 4), np.uint8)) == {"values": [], "counts": []}
     assert json.dumps(rle)
+
+
+def _upload_chunks(data: bytes, size: int = 65536):
+    """A body without Content-Length (chunked transfer encoding)."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_chunked_uploads_are_bounded_too(http):
+    raw = http.post("/v1/segment", content=_upload_chunks(b"\xff" * 2_500_000),
+                    headers={"Content-Type": "image/jpeg"})  # fmt: skip
+    assert raw.status_code == 413 and "more than 2,000,000 bytes" in raw.json()["detail"]
+    boundary = "b0undary"
+    multipart = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    ).encode()
+    multipart += b"\xff" * 2_500_000 + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+    response = http.post(
+        "/v1/segment",
+        content=_upload_chunks(multipart),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 413 and "over the limit" in response.json()["detail"]
+
+
+def test_a_gif_in_the_multipart_field_is_415(http):
+    response = http.post("/v1/segment", files={"file": ("a.gif", b"GIF89a" + b"\0" * 30)})
+    assert response.status_code == 415 and "a GIF" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "I;16"])
+def test_png_overlays_of_other_pixel_formats(http, jpeg, mode):
+    image = Image.open(io.BytesIO(jpeg)).convert("L" if mode != "RGBA" else "RGBA")
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image, np.uint16) * 257)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    response = http.post("/v1/segment?format=overlay", content=out.getvalue(),
+                         headers={"Content-Type": "image/png"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    picture = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape[:2] == (image.height, image.width)
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_phone_photos_are_segmented_as_people_see_them(http, saved_model_of_served, jpeg,
+                                                       orientation):  # fmt: skip
+    stored = Image.open(io.BytesIO(jpeg))
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    stored.save(out, format="JPEG", quality=95, exif=exif.tobytes())
+    tagged = out.getvalue()
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(tagged))).convert("RGB"))
+    expected = saved_model_of_served.signatures["serving_default"](images=upright[None])
+    for format in ("png", "overlay"):
+        response = http.post(f"/v1/segment?format={format}", content=tagged,
+                             headers={"Content-Type": "image/jpeg"})  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert response.headers["x-image-size"] == f"{upright.shape[0]}x{upright.shape[1]}"
+        if format == "png":
+            np.testing.assert_array_equal(
+                np.array(Image.open(io.BytesIO(response.content))),
+                expected["class_map"].numpy()[0],
+            )
+        else:
+            picture = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+            assert picture.shape[:2] == upright.shape[:2]
+
+
+def test_unknown_paths_answer_json_404(http):
+    response = http.get("/v2/nothing")
+    assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+    assert 'route="unmatched",status="404"' in http.get("/metrics").text

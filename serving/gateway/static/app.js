@@ -10,15 +10,26 @@ const els = {
   legend: $('legend'), latency: $('latency'),
 };
 
-let model = null;          // GET /v1/model: class_names, palette, version
+let model = null;          // GET /v1/model: class_names, palette, version, limits
 let lastImage = null;      // the last picked file, re-sent when the opacity changes
 let request = 0;           // sequence number: only the newest answer is shown
 let stream = null;         // the webcam's MediaStream while live
 const urls = {};           // object URLs per <img>, revoked when replaced
 
+// Text is only written when it changes: no DOM churn, nothing re-announced.
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 function showError(message) {
-  els.error.textContent = message;
+  setText(els.error, message);
   els.error.hidden = !message;
+}
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} bytes`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MB`;
 }
 
 function setImage(img, blob) {
@@ -65,11 +76,14 @@ function parseServerTiming(header) {
 function showLatency(roundTrip, serverTiming) {
   const parts = parseServerTiming(serverTiming).map(([name, dur]) => `${name} ${dur.toFixed(1)}`);
   const server = parts.length ? ` (server: ${parts.join(', ')} ms)` : '';
-  els.latency.textContent = `${Math.round(roundTrip)} ms round trip${server}`;
+  setText(els.latency, `${Math.round(roundTrip)} ms round trip${server}`);
 }
 
 function showLegend(header) {
   const ids = (header || '').split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const key = `${model ? model.version : ''}:${ids}`;  // the same classes: leave the list be
+  if (els.legend.dataset.key === key) return;
+  els.legend.dataset.key = key;
   els.legend.replaceChildren(...ids.map((id) => {
     const item = document.createElement('li');
     const swatch = document.createElement('span');
@@ -83,20 +97,35 @@ function showLegend(header) {
   }));
 }
 
-// POST one picture; true when its overlay is shown.
+function clearResults() {
+  els.overlay.hidden = true;
+  showLegend('');
+  setText(els.latency, '–');
+}
+
+// POST one picture; true when its overlay is shown. Never throws: failures go to #error.
 async function segment(blob) {
   const mine = ++request;
+  // Checked here: a browser often reports an early-closed oversized upload as a network error.
+  const limit = model?.limits?.max_upload_bytes;
+  if (limit && blob.size > limit) {
+    showError(`The picture is ${formatBytes(blob.size)}, over the gateway's upload limit of ` +
+      `${formatBytes(limit)}: choose a smaller one.`);
+    return false;
+  }
   const alpha = els.alpha.value;
   const started = performance.now();
   let response;
+  let overlay;
   try {
     response = await fetch(`/v1/segment?format=overlay&alpha=${encodeURIComponent(alpha)}`, {
       method: 'POST',
       headers: { 'Content-Type': blob.type || 'application/octet-stream' },
       body: blob,
     });
-  } catch (error) {
-    if (mine === request) showError(`The gateway cannot be reached: ${error.message}`);
+    if (response.ok) overlay = await response.blob();
+  } catch (error) {  // no connection, or it broke before the whole answer was in
+    if (mine === request) showError(`No answer from the gateway: ${error.message}`);
     return false;
   }
   if (!response.ok) {
@@ -104,9 +133,8 @@ async function segment(blob) {
     if (mine === request) showError(`${response.status}: ${detail}`);
     return false;
   }
-  const overlay = await response.blob();
   const roundTrip = performance.now() - started;
-  if (mine !== request) return false;  // a newer picture was sent meanwhile
+  if (mine !== request) return false;  // a newer picture was sent, or the webcam stopped
   showError('');
   setImage(els.overlay, overlay);
   showLegend(response.headers.get('X-Classes-Present'));
@@ -118,23 +146,34 @@ function pickFile(file) {
   if (!file) return;
   if (stream) stopCamera();
   lastImage = file;
-  els.video.hidden = true;
-  els.overlay.hidden = true;  // the previous picture's results no longer apply
-  els.legend.replaceChildren();
-  els.latency.textContent = '–';
+  clearResults();  // the previous picture's results no longer apply
   setImage(els.original, file);
   segment(file);
 }
 
 // --- webcam: one request at a time, the next frame captured when the answer is in ----------
 
+// Live mode: the video in place of the picture, and no announcements: the legend and the error
+// would otherwise be read out again with every frame.
+function setLiveMode(on) {
+  els.video.hidden = !on;
+  els.original.hidden = on || !els.original.naturalWidth;  // the picked file again, if shown
+  els.camera.textContent = on ? 'Stop webcam' : 'Start webcam';
+  els.camera.setAttribute('aria-pressed', String(on));
+  els.legend.setAttribute('aria-live', on ? 'off' : 'polite');
+  if (on) els.error.removeAttribute('role');
+  else els.error.setAttribute('role', 'alert');
+}
+
 async function startCamera() {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     showError('This browser cannot use a camera here (a camera needs HTTPS or localhost).');
     return;
   }
+  let live;
+  els.camera.disabled = true;  // a second click while asking would open a second stream
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    live = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
   } catch (error) {
     const reasons = {
       NotAllowedError: 'Permission to use the camera was denied.',
@@ -145,24 +184,33 @@ async function startCamera() {
     };
     showError(reasons[error.name] || `The camera could not be started: ${error.message}`);
     return;
+  } finally {
+    els.camera.disabled = false;
   }
+  stream = live;
   showError('');
-  els.video.srcObject = stream;
-  els.video.hidden = false;
-  els.original.hidden = true;
-  els.camera.textContent = 'Stop webcam';
-  els.camera.setAttribute('aria-pressed', 'true');
-  await els.video.play();
-  liveLoop(stream);
+  els.video.srcObject = live;
+  setLiveMode(true);
+  try {
+    await els.video.play();
+  } catch (error) {  // also when stopped meanwhile: then stream is no longer live
+    if (stream === live) stopCamera(`The webcam preview could not be played: ${error.message}`);
+    return;
+  }
+  liveLoop(live).catch((error) => {
+    if (stream === live) stopCamera(`The webcam stopped: ${error.message}`);
+  });
 }
 
-function stopCamera() {
+// Stops the tracks (the camera light goes off); `message` goes to #error.
+function stopCamera(message = '') {
   if (!stream) return;
   stream.getTracks().forEach((track) => track.stop());
   stream = null;
+  request += 1;  // answers still on their way are for frames no longer shown: ignored
   els.video.srcObject = null;
-  els.camera.textContent = 'Start webcam';
-  els.camera.setAttribute('aria-pressed', 'false');
+  setLiveMode(false);
+  showError(message);
 }
 
 async function liveLoop(live) {
@@ -202,7 +250,15 @@ els.drop.addEventListener('drop', (event) => {
 // A file the browser cannot show either (the API's error says why): no broken-image icon.
 els.original.addEventListener('error', () => { els.original.hidden = true; });
 
-els.camera.addEventListener('click', () => (stream ? stopCamera() : startCamera()));
+els.camera.addEventListener('click', () => {
+  if (!stream) {
+    startCamera();
+    return;
+  }
+  stopCamera();
+  clearResults();  // the last frame's: the picked file's come back, if there is one
+  if (lastImage) segment(lastImage);
+});
 
 els.alpha.addEventListener('input', () => { els.alphaValue.value = els.alpha.value; });
 els.alpha.addEventListener('change', () => { if (lastImage && !stream) segment(lastImage); });
