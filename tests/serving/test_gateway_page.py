@@ -71,7 +71,7 @@ def run_page(url: str, image: Path, screenshot: Path) -> dict:
         ["node", str(SCRIPT), url, str(image), str(screenshot)],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=150,
         cwd=BROWSER_DIR,
     )
     lines = completed.stdout.strip().splitlines()
