@@ -7,7 +7,8 @@
     curl --data-binary @street.jpg -H 'Content-Type: image/jpeg' localhost:8000/v1/segment -o m.png
 
 Every refusal is a JSON ``{"detail": …}`` with the status that says why (413 too large, 415 not
-JPEG/PNG, 400 undecodable, 503 model server down, 504 too slow), never a traceback.
+JPEG/PNG, 400 undecodable, 503 model server down, 504 too slow); even an unexpected error
+answers JSON (500), its traceback going to the log.
 """
 
 from __future__ import annotations
