@@ -49,6 +49,7 @@ def _export(args: argparse.Namespace) -> int:
         min_agreement=args.min_agreement,
         min_float32_agreement=args.min_float32_agreement,
         warmup_batches=args.warmup_batches,
+        native_dilation=args.native_dilation,
     )
     print(report.text())
     return 0
@@ -108,6 +109,13 @@ def add_export_commands(commands: argparse._SubParsersAction) -> None:
         default=(),
         help="also warm up batches of these sizes, e.g. 2,4,8 for a GPU server that batches "
         "(on CPUs they slow later single-frame requests)",
+    )
+    p.add_argument(
+        "--no-native-dilation",
+        dest="native_dilation",
+        action="store_false",
+        help="keep TensorFlow's space-to-batch lowering of atrous convolutions (about 2× "
+        "slower on CPUs; README, Performance)",
     )
     p.set_defaults(func=_export)
 

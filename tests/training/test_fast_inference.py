@@ -1,0 +1,62 @@
+"""Native dilated convolutions: the same function as TensorFlow's space-to-batch lowering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training.export import export_run, read_export_info
+from training.fast_inference import (
+    NativeDilatedConv2D,
+    NativeDilatedDepthwiseConv2D,
+    native_dilation_layers,
+    with_native_dilation,
+)
+from training.model import build_deeplabv3
+
+
+def _graph_ops(function, *args) -> set[str]:
+    concrete = tf.function(function).get_concrete_function(*args)
+    return {op.type for op in concrete.graph.get_operations()}
+
+
+@pytest.mark.parametrize(
+    ("backbone", "dilated_layers", "native_type"),
+    [("mobilenetv2", 6, NativeDilatedDepthwiseConv2D), ("resnet50", 6, NativeDilatedConv2D)],
+)
+def test_native_dilation_computes_the_same_logits(backbone, dilated_layers, native_type):
+    model = build_deeplabv3(21, backbone=backbone, backbone_weights=None)
+    rng = np.random.default_rng(0)
+    # Scaled weights: random DeepLab logits vanish (~1e-12) through untrained batch norms.
+    model.set_weights([w * 1.5 if w.ndim == 4 else w for w in model.get_weights()])
+    fast = with_native_dilation(model)
+    native = native_dilation_layers(fast)
+    assert len(native) == dilated_layers and any(isinstance(n, native_type) for n in native)
+    assert native_dilation_layers(model) == []
+    frames = rng.random((2, 96, 128, 3)).astype("float32")
+    expected, got = model(frames, training=False), fast(frames, training=False)
+    scale = float(tf.reduce_max(tf.abs(expected)))
+    assert scale > 0
+    np.testing.assert_allclose(got, expected, atol=1e-4 * scale)
+    spec = tf.TensorSpec((1, 96, 128, 3), tf.float32)
+    assert "SpaceToBatchND" in _graph_ops(lambda x: model(x, training=False), spec)
+    assert "SpaceToBatchND" not in _graph_ops(lambda x: fast(x, training=False), spec)
+
+
+def test_export_serves_native_dilation_by_default(trained_run, tmp_path):
+    default = export_run(trained_run.path, tmp_path, warmup_sizes=((48, 64),))
+    plain = export_run(trained_run.path, tmp_path, warmup_sizes=((48, 64),), native_dilation=False)
+    assert read_export_info(default.path)["optimizations"] == {"native_dilation": True}
+    assert read_export_info(plain.path)["optimizations"] == {"native_dilation": False}
+    frame = np.random.default_rng(1).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
+    answers = []
+    for report in (default, plain):
+        signature = tf.saved_model.load(str(report.path)).signatures["serving_default"]
+        answers.append(signature(images=frame)["class_map"].numpy())
+        graph = signature.graph.as_graph_def()
+        graph_ops = {node.op for node in graph.node} | {
+            node.op for function in graph.library.function for node in function.node_def
+        }
+        assert ("SpaceToBatchND" in graph_ops) == (report is plain)
+    assert np.mean(answers[0] == answers[1]) >= 0.999
