@@ -9,7 +9,9 @@ with the same standard op TF Serving loads.
 
     >>> fast = with_native_dilation(model)   # same weights, same outputs (within float error)
 
-Only layers with dilation > 1 and stride 1 change; the rest of the model is shared as is.
+Only Conv2D layers with dilation > 1 and stride 1 change (ResNet-50's conv5 and the ASPP
+branches; MobileNetV2's dilated depthwise blocks keep the lowering, see ``_NATIVE``); the rest
+of the model is copied as is.
 """
 
 from __future__ import annotations
@@ -36,27 +38,10 @@ class NativeDilatedConv2D(keras.layers.Conv2D):
         )
 
 
-@keras.saving.register_keras_serializable(package="rcseg")
-class NativeDilatedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """DepthwiseConv2D (MobileNetV2's dilated blocks) with the op's own ``dilations``."""
-
-    def call(self, inputs):
-        outputs = tf.raw_ops.DepthwiseConv2dNative(
-            input=inputs,
-            filter=tf.cast(self.kernel, inputs.dtype),
-            strides=[1, 1, 1, 1],
-            padding=self.padding.upper(),
-            dilations=[1, *self.dilation_rate, 1],
-        )
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
-        return self.activation(outputs) if self.activation is not None else outputs
-
-
-_NATIVE = {
-    keras.layers.Conv2D: NativeDilatedConv2D,
-    keras.layers.DepthwiseConv2D: NativeDilatedDepthwiseConv2D,
-}
+# Depthwise convolutions (MobileNetV2's dilated blocks) keep the lowering: TensorFlow's
+# DepthwiseConv2dNative rejects dilations in float16 on CPUs and, depending on the build, on
+# GPUs; Conv2D's dilations run everywhere (oneDNN, Eigen, cuDNN), in every precision.
+_NATIVE = {keras.layers.Conv2D: NativeDilatedConv2D}
 
 
 def with_native_dilation(model: keras.Model) -> keras.Model:

@@ -63,9 +63,12 @@ def _wait_for_in_flight(metrics_port: int, count: int, timeout: float = 60) -> N
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_exits_0(base_path):
+    # One request runs the model at a time and the others queue (in flight, counted by the
+    # gauge): the four overlap however fast the model is.
     process, port, metrics_port = _start(
-        "--model-name", "deeplabv3", "--model-base-path", str(base_path), "--grace", "60"
-    )
+        "--model-name", "deeplabv3", "--model-base-path", str(base_path), "--grace", "60",
+        "--max-concurrent", "1",
+    )  # fmt: skip
     try:
         channel = grpc.insecure_channel(
             f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]

@@ -9,7 +9,6 @@ import tensorflow as tf
 from training.export import export_run, read_export_info
 from training.fast_inference import (
     NativeDilatedConv2D,
-    NativeDilatedDepthwiseConv2D,
     native_dilation_layers,
     with_native_dilation,
 )
@@ -23,7 +22,7 @@ def _graph_ops(function, *args) -> set[str]:
 
 @pytest.mark.parametrize(
     ("backbone", "dilated_layers", "native_type"),
-    [("mobilenetv2", 6, NativeDilatedDepthwiseConv2D), ("resnet50", 6, NativeDilatedConv2D)],
+    [("mobilenetv2", 3, NativeDilatedConv2D), ("resnet50", 6, NativeDilatedConv2D)],
 )
 def test_native_dilation_computes_the_same_logits(backbone, dilated_layers, native_type):
     model = build_deeplabv3(21, backbone=backbone, backbone_weights=None)
@@ -40,8 +39,11 @@ def test_native_dilation_computes_the_same_logits(backbone, dilated_layers, nati
     assert scale > 0
     np.testing.assert_allclose(got, expected, atol=1e-4 * scale)
     spec = tf.TensorSpec((1, 96, 128, 3), tf.float32)
-    assert "SpaceToBatchND" in _graph_ops(lambda x: model(x, training=False), spec)
-    assert "SpaceToBatchND" not in _graph_ops(lambda x: fast(x, training=False), spec)
+    lowered = _graph_ops(lambda x: model(x, training=False), spec)
+    native = _graph_ops(lambda x: fast(x, training=False), spec)
+    assert "SpaceToBatchND" in lowered
+    # MobileNetV2's depthwise blocks keep theirs (float16 CPUs cannot run them natively).
+    assert ("SpaceToBatchND" in native) == (backbone == "mobilenetv2")
 
 
 def test_export_serves_native_dilation_by_default(trained_run, tmp_path):
@@ -50,13 +52,14 @@ def test_export_serves_native_dilation_by_default(trained_run, tmp_path):
     assert read_export_info(default.path)["optimizations"] == {"native_dilation": True}
     assert read_export_info(plain.path)["optimizations"] == {"native_dilation": False}
     frame = np.random.default_rng(1).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
-    answers = []
+    answers, lowerings = [], []
     for report in (default, plain):
         signature = tf.saved_model.load(str(report.path)).signatures["serving_default"]
         answers.append(signature(images=frame)["class_map"].numpy())
         graph = signature.graph.as_graph_def()
-        graph_ops = {node.op for node in graph.node} | {
-            node.op for function in graph.library.function for node in function.node_def
-        }
-        assert ("SpaceToBatchND" in graph_ops) == (report is plain)
+        nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+        lowerings.append(sum(node.op == "SpaceToBatchND" for node in nodes))
+    # The test model is MobileNetV2: its three ASPP convolutions lose their lowering, its
+    # depthwise blocks keep theirs.
+    assert 0 < lowerings[0] < lowerings[1]
     assert np.mean(answers[0] == answers[1]) >= 0.999
