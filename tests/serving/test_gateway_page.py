@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from client.palette import VOC_CLASS_NAMES
+from client.palette import voc_colormap
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,16 +84,27 @@ def run_page(url: str, image: Path, screenshot: Path) -> dict:
     return json.loads(lines[-1])
 
 
-def check_summary(summary: dict, image: Path, screenshot: Path) -> None:
+def classes_present(url: str, image: Path) -> list[dict]:
+    """What the API itself says is in ``image`` (the legend must show exactly these)."""
+    request = urllib.request.Request(
+        f"{url}v1/segment?format=json",
+        data=image.read_bytes(),
+        headers={"Content-Type": "image/jpeg"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)["classes_present"]
+
+
+def check_summary(summary: dict, image: Path, screenshot: Path, present: list[dict]) -> None:
     with Image.open(image) as opened:
         size = {"width": opened.width, "height": opened.height}
     assert summary["image"] == size
     assert summary["original"] == size
     assert summary["overlay"] == size
     assert summary["model"].startswith("Model deeplabv3, version 1")
-    assert summary["legend"], "no class in the legend"
-    assert set(summary["legend"]) <= set(VOC_CLASS_NAMES)
-    assert all(s.startswith("rgb(") for s in summary["swatches"])
+    assert summary["legend"] == [c["name"] for c in present]
+    colours = [voc_colormap()[c["id"]].tolist() for c in present]
+    assert summary["swatches"] == [f"rgb({r}, {g}, {b})" for r, g, b in colours]
     assert "ms round trip" in summary["latency"]
     assert "total" in summary["latency"], "the server's Server-Timing breakdown is missing"
     # A text file named .jpg: refused as not a JPEG/PNG (415) or undecodable (400), detail shown.
@@ -105,7 +117,7 @@ def test_page_segments_a_real_voc_photo(gateway_url, voc_sample, tmp_path):
     image = sorted((voc_sample / "JPEGImages").glob("*.jpg"))[0]
     screenshot = tmp_path / "gateway_page.png"
     summary = run_page(gateway_url, image, screenshot)
-    check_summary(summary, image, screenshot)
+    check_summary(summary, image, screenshot, classes_present(gateway_url, image))
     if os.environ.get("UPDATE_DOCS") == "1":
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)
@@ -115,4 +127,4 @@ def test_page_segments_a_synthetic_frame(gateway_url, synth_root, tmp_path):
     image = sorted((synth_root / "JPEGImages").glob("*.jpg"))[0]
     screenshot = tmp_path / "gateway_page.png"
     summary = run_page(gateway_url, image, screenshot)
-    check_summary(summary, image, screenshot)
+    check_summary(summary, image, screenshot, classes_present(gateway_url, image))
