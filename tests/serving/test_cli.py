@@ -45,7 +45,7 @@ def _start(*args: str) -> tuple[subprocess.Popen, int, int]:
 def _slow_request() -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "deeplabv3"
-    frames = np.random.default_rng(0).integers(0, 256, (4, 720, 1280, 3), dtype=np.uint8)
+    frames = np.random.default_rng(0).integers(0, 256, (16, 720, 1280, 3), dtype=np.uint8)
     request.inputs["images"].CopyFrom(tf.make_tensor_proto(frames))
     return request
 
@@ -63,40 +63,42 @@ def _wait_for_in_flight(metrics_port: int, count: int, timeout: float = 60) -> N
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_exits_0(base_path):
-    # One request runs the model at a time: a big one runs and a small one (quick to send)
-    # queues behind it, both in flight (the gauge counts queued requests too).
+    # Two requests of sixteen 720p frames (~1 s of work each) with one model slot: one runs
+    # and one waits for the slot, both in flight for over a second however the CPU is
+    # shared. SIGTERM goes once the server's gauge counts both. (Small requests raced: one
+    # could end before the next arrived, or arrive after SIGTERM and be cancelled by gRPC.)
     process, port, metrics_port = _start(
         "--model-name", "deeplabv3", "--model-base-path", str(base_path), "--grace", "60",
-        "--max-concurrent", "1",
+        "--max-concurrent", "1", "--max-pixels", "20000000",
     )  # fmt: skip
     try:
         channel = grpc.insecure_channel(
-            f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
+            f"127.0.0.1:{port}",
+            options=[
+                ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.max_receive_message_length", 64 << 20),
+            ],
         )
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
         request = _slow_request()
         predict(request, timeout=120)  # warm: the next ones measure only their own work
-        small = predict_pb2.PredictRequest(model_spec=request.model_spec)
-        small.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 32, 32, 3), np.uint8)))
         finished_at = []
         lock = threading.Lock()
 
-        def call(message):
-            response = predict(message, timeout=120)
+        def call():
+            response = predict(request, timeout=120)
             with lock:
                 finished_at.append(time.monotonic())
             return response.model_spec.version.value
 
-        with ThreadPoolExecutor(4) as pool:
-            calls = [pool.submit(call, request)]
-            _wait_for_in_flight(metrics_port, 1)
-            calls.append(pool.submit(call, small))
+        with ThreadPoolExecutor(2) as pool:
+            calls = [pool.submit(call) for _ in range(2)]
             _wait_for_in_flight(metrics_port, 2)
             signalled_at = time.monotonic()
             process.send_signal(signal.SIGTERM)
             versions = [c.result() for c in calls]
-        assert versions == [1, 1]  # every request in flight was answered
-        assert max(finished_at) > signalled_at  # and some were still running at SIGTERM
+        assert versions == [1, 1]  # the running request and the waiting one were answered
+        assert min(finished_at) > signalled_at  # and both were still in flight at SIGTERM
         assert process.wait(timeout=60) == 0
         assert "stopped" in process.stdout.read()
         with pytest.raises(grpc.RpcError) as raised:
