@@ -1,27 +1,29 @@
 """How fast the exported model answers one frame, next to ONNX Runtime on the same weights.
 
-Exports a run twice into a temporary model repository — as export does by default (atrous
-convolutions on Conv2D's own dilations) and with ``--no-native-dilation`` (TensorFlow's
-space-to-batch lowering) — converts the second to ONNX with tf2onnx (the whole
-``serving_default`` graph: resize, network, resize back, argmax), and times, interleaved in
-one process, one 480×640 frame at batch 1 through:
+Exports a run several times into a temporary model repository — as export does by default
+(native atrous convolutions, padding-only taps trimmed, batch norms folded), with each of those
+turned off by its flag, with none of them (the unoptimized export every other path is compared
+with), and the default in bfloat16 — converts the unoptimized one to ONNX with tf2onnx (the
+whole ``serving_default`` graph: resize, network, resize back, argmax), and times,
+interleaved in one process, one 480×640 frame at batch 1 through:
 
 - each export's ``serving_default`` (``tf.saved_model.load``, NumPy in and out);
-- ONNX Runtime on the converted graph (CPU, as many threads as cores): the measuring stick;
+- ONNX Runtime on the converted graph (CPU, one thread per core): the measuring stick;
 - the network alone at its input size (no resizes): ONNX Runtime (tf2onnx from the Keras
-  model), the Keras model in a ``tf.function``, and the same with native dilation.
+  model), the Keras model in a ``tf.function``, and the same with export's rewrites.
 
 Also measured in the same run: a 2048³ float32 matmul in TensorFlow (the machine's practical
 peak), against which each path's achieved GFLOP/s is shown (2 × the network's multiply-adds at
 that input size, from ``training.model_info``). Pixel agreement of every path with the
 unoptimized export is printed first. ONNX is a benchmark tool, not a product dependency:
-``pip install -e '.[bench]'``.
+``pip install -e '.[bench]'``. ``--intra-op/--inter-op`` set TensorFlow's thread pools (0:
+TensorFlow's defaults) to compare thread settings run against run.
 
     python benchmarks/inference_speed.py --run demo_out/runs/demo --resize stretch
     python benchmarks/inference_speed.py --run runs/resnet50 --rounds 30
 
-Prints a markdown table (median and min–max latency in ms, GFLOP/s, ratio to ONNX Runtime as
-the median of per-round ratios) and the command.
+Prints a markdown table (median and min–max latency in ms, GFLOP/s, ratio to ONNX Runtime
+network-only as the median of per-round ratios) and the command.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -43,13 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _set_threads() -> int:
+def _set_threads(intra_op: int, inter_op: int) -> None:
     import tensorflow as tf
 
-    cores = os.cpu_count() or 1
-    tf.config.threading.set_intra_op_parallelism_threads(cores)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    return cores
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 
 
 def matmul_gflops(repeats: int = 5) -> float:
@@ -74,21 +75,53 @@ def frame(height: int = 480, width: int = 640) -> np.ndarray:
     return np.asarray(synthetic_frame(height, width, seed=0), np.uint8)
 
 
+def _exports(run: Path, work: Path, resize: str) -> dict[str, Path]:
+    """Label → version folder, for each export variant the table shows."""
+    from training.export import export_run
+    from training.fast_inference import DEFAULT_OPTIMIZATIONS, NO_OPTIMIZATIONS
+
+    default = DEFAULT_OPTIMIZATIONS
+    variants = {
+        "export (default)": (default, "float32"),
+        "export --no-fold-batch-norms": (replace(default, fold_batch_norms=False), "float32"),
+        "export --no-trim-padding-taps": (replace(default, trim_padding_taps=False), "float32"),
+        "export --no-native-dilation": (replace(default, native_dilation=False), "float32"),
+        UNOPTIMIZED: (NO_OPTIMIZATIONS, "float32"),
+        "export --precision bfloat16": (default, "bfloat16"),
+    }
+    folders = {}
+    for label, (optimizations, precision) in variants.items():
+        report = export_run(
+            run, work / "models", resize=resize, optimizations=optimizations, precision=precision,
+            warmup_sizes=((48, 64),), min_agreement=0.999 if precision == "float32" else 0.99,
+        )  # fmt: skip
+        folders[label] = report.path
+        print(f"{label}: {report.path}", flush=True)
+    return folders
+
+
+UNOPTIMIZED = "export, all three off (the reference)"
+ONNX_NETWORK = "ONNX Runtime, network only"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a training run folder")
     parser.add_argument("--resize", choices=("aspect", "stretch"), default="aspect")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="keep the exports and the .onnx here")
+    parser.add_argument("--intra-op", type=int, default=os.cpu_count(), help="0: TF's default")
+    parser.add_argument("--inter-op", type=int, default=1, help="0: TF's default")
     args = parser.parse_args()
-    cores = _set_threads()
+    _set_threads(args.intra_op, args.inter_op)
+    cores = os.cpu_count() or 1
 
     import onnxruntime as ort
     import tensorflow as tf
     import tf2onnx.convert
 
-    from training.export import export_run, load_run_model
-    from training.fast_inference import with_native_dilation
+    from training.export import load_run_model
+    from training.fast_inference import optimize_for_inference
     from training.inference_graph import network_size
     from training.model_info import describe
     from training.run import RunFolder
@@ -97,19 +130,14 @@ def main() -> int:
     run = RunFolder(args.run)
     config = run.read_config()
     image = frame()
-    exports, folders = {}, {}
-    for label, native in (("export (default)", True), ("export --no-native-dilation", False)):
-        report = export_run(
-            run.path, work / "models", resize=args.resize, native_dilation=native,
-            warmup_sizes=((48, 64),), min_agreement=0.999,
-        )  # fmt: skip
-        exports[label] = tf.saved_model.load(str(report.path)).signatures["serving_default"]
-        folders[label] = report.path
-        print(f"{label}: {report.path}")
-    onnx_path = work / "space_to_batch.onnx"
-    reference_dir = folders["export --no-native-dilation"]
+    folders = _exports(run.path, work, args.resize)
+    exports = {
+        label: tf.saved_model.load(str(path)).signatures["serving_default"]
+        for label, path in folders.items()
+    }
+    onnx_path = work / "unoptimized.onnx"
     os.system(
-        f"{shlex.quote(sys.executable)} -m tf2onnx.convert --saved-model {reference_dir} "
+        f"{shlex.quote(sys.executable)} -m tf2onnx.convert --saved-model {folders[UNOPTIMIZED]} "
         f"--signature_def serving_default --opset 17 --output {onnx_path} > /dev/null 2>&1"
     )
     options = ort.SessionOptions()
@@ -145,19 +173,21 @@ def main() -> int:
         str(network_onnx), options, providers=["CPUExecutionProvider"]
     )
     network_input = {network_session.get_inputs()[0].name: normalized.numpy()}
-    native_model = with_native_dilation(model)
-    native_fn = tf.function(lambda x: native_model(x, training=False))
+    optimized_model = optimize_for_inference(model)
+    optimized_fn = tf.function(lambda x: optimized_model(x, training=False))
 
     batch = image[None]
     paths = {
         label: (lambda f=fn: f(images=batch)["class_map"].numpy()) for label, fn in exports.items()
     }
-    paths["ONNX Runtime (tf2onnx)"] = lambda: session.run(["class_map"], {"images": batch})[0]
-    paths["ONNX Runtime, network only"] = lambda: network_session.run(None, network_input)[0]
+    paths["ONNX Runtime on the unoptimized export (tf2onnx)"] = lambda: session.run(
+        ["class_map"], {"images": batch}
+    )[0]
+    paths[ONNX_NETWORK] = lambda: network_session.run(None, network_input)[0]
     paths["Keras model, tf.function, network only"] = lambda: keras_fn(normalized).numpy()
-    paths["same, native dilation"] = lambda: native_fn(normalized).numpy()
+    paths["same, export's rewrites"] = lambda: optimized_fn(normalized).numpy()
 
-    reference = paths["export --no-native-dilation"]()
+    reference = paths[UNOPTIMIZED]()
     print(f"\nframe 480×640, network input {size[0]}×{size[1]}, {flops / 1e9:.1f} GFLOP per frame")
     for label, call in paths.items():
         if "network only" in label or label.startswith("same"):
@@ -174,22 +204,26 @@ def main() -> int:
         for label in labels[index % len(labels) :] + labels[: index % len(labels)]:
             times[label].append(_timed(paths[label]))
     peak = (peak + matmul_gflops()) / 2
-    onnx = times["ONNX Runtime (tf2onnx)"]
+    stick = times[ONNX_NETWORK]
     print(
         f"\nmatmul peak (2048³ float32 in TensorFlow, mean of before and after): {peak:.0f} GFLOP/s"
     )
-    print("\n| path | median (ms) | min–max (ms) | GFLOP/s | × ONNX Runtime (median of rounds) |")
+    print(
+        "\n| path | median (ms) | min–max (ms) | GFLOP/s | × ONNX Runtime network only "
+        "(median of rounds) |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for label, samples in times.items():
         median = statistics.median(samples)
-        ratio = statistics.median(a / b for a, b in zip(samples, onnx, strict=True))
+        ratio = statistics.median(a / b for a, b in zip(samples, stick, strict=True))
         spread = f"{min(samples) * 1000:.1f}–{max(samples) * 1000:.1f}"
         achieved = flops / median / 1e9
         print(
             f"| {label} | {median * 1000:.1f} | {spread} "
             f"| {achieved:.0f} ({achieved / peak * 100:.0f}% of peak) | {ratio:.3f} |"
         )
-    print(f"\n{args.rounds} rounds, {cores} threads; command: python benchmarks/inference_speed.py "
+    threads = f"intra-op {args.intra_op or 'default'}, inter-op {args.inter_op or 'default'}"
+    print(f"\n{args.rounds} rounds, {threads}; command: python benchmarks/inference_speed.py "
           + " ".join(shlex.quote(a) for a in sys.argv[1:]))  # fmt: skip
     return 0
 

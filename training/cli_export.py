@@ -38,6 +38,7 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 def _export(args: argparse.Namespace) -> int:
     from training.export import export_run
+    from training.fast_inference import InferenceOptimizations
 
     report = export_run(
         args.run,
@@ -49,7 +50,11 @@ def _export(args: argparse.Namespace) -> int:
         min_agreement=args.min_agreement,
         min_float32_agreement=args.min_float32_agreement,
         warmup_batches=args.warmup_batches,
-        native_dilation=args.native_dilation,
+        optimizations=InferenceOptimizations(
+            native_dilation=args.native_dilation,
+            trim_padding_taps=args.trim_padding_taps,
+            fold_batch_norms=args.fold_batch_norms,
+        ),
     )
     print(report.text())
     return 0
@@ -116,6 +121,20 @@ def add_export_commands(commands: argparse._SubParsersAction) -> None:
         action="store_false",
         help="keep TensorFlow's space-to-batch lowering of atrous convolutions (about 2× "
         "slower on CPUs; README, Performance)",
+    )
+    p.add_argument(
+        "--no-trim-padding-taps",
+        dest="trim_padding_taps",
+        action="store_false",
+        help="run every tap of atrous kernels, also those that can only read padding at the "
+        "frame's feature-map size",
+    )
+    p.add_argument(
+        "--no-fold-batch-norms",
+        dest="fold_batch_norms",
+        action="store_false",
+        help="keep batch normalization as separate ops instead of folding it into the "
+        "convolutions' weights",
     )
     p.set_defaults(func=_export)
 

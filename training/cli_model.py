@@ -75,6 +75,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         data=args.data,
         batch_size=args.batch_size,
         resize=args.resize or "aspect",
+        precision=args.precision,
     )
     print(report.table())
     if args.json:
@@ -164,6 +165,12 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
         "--resize",
         choices=RESIZE_MODES,
         help="with --full-res: the network input size, as in export (default: aspect)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="compute as `export --precision` would, to see what it costs in accuracy",
     )
     p.set_defaults(func=_evaluate)
 

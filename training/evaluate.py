@@ -9,9 +9,9 @@ before the argmax, so the score is the one a deployed model earns.
     >>> report = evaluate_run("runs/voc", split="test")
     >>> print(report.table())
 
-Writes ``<run>/evaluation/<split>[-full-res]/``: ``metrics.json``, ``confusion.png`` (rows
-normalized: where each true class's pixels went) and ``predictions.png`` (image | ground truth
-| prediction, VOC palette).
+Writes ``<run>/evaluation/<split>[-full-res][-<precision>]/``: ``metrics.json``,
+``confusion.png`` (rows normalized: where each true class's pixels went) and
+``predictions.png`` (image | ground truth | prediction, VOC palette).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from PIL import Image
 
 from client.palette import colorize
 from training.data import make_dataset
+from training.export import load_run_model
 from training.inference_graph import logits_at_frame_size, network_size
 from training.metrics import scores_from_confusion, update_confusion
 from training.preview import compose_grid
@@ -49,6 +50,7 @@ class EvaluationReport:
     per_class_iou: dict[str, float | None]
     confusion: np.ndarray
     out_dir: Path
+    precision: str = "float32"
 
     def table(self) -> str:
         where = (
@@ -57,7 +59,7 @@ class EvaluationReport:
             else "the training input size"
         )
         lines = [
-            f"{self.split}: {self.images} images, scored at {where}",
+            f"{self.split}: {self.images} images, scored at {where}, in {self.precision}",
             "",
             "| metric | value |",
             "| --- | --- |",
@@ -77,6 +79,7 @@ class EvaluationReport:
         return {
             "split": self.split,
             "full_res": self.full_res,
+            "precision": self.precision,
             "resize": self.resize,
             "images": self.images,
             "loss": self.loss,
@@ -97,12 +100,16 @@ def evaluate_run(
     batch_size: int | None = None,
     grid_count: int = 6,
     resize: str = "aspect",
+    precision: str = "float32",
 ) -> EvaluationReport:
-    """Scores the run's best weights on ``split`` and writes JSON, confusion and grid PNGs."""
+    """Scores the run's best weights on ``split`` and writes JSON, confusion and grid PNGs.
+
+    ``precision`` computes in float16/bfloat16 as an export with ``--precision`` would (its
+    results land in ``<split>[-full-res]-<precision>/``), to measure what that costs."""
     run = RunFolder(run_dir)
     config = run.read_config()
     data = Path(data or config.data)
-    model = run.load_model()
+    model = load_run_model(run, precision)
     loss_fn = make_loss(config)
     graph_options = dict(
         input_size=config.input_size, output_stride=config.output_stride, resize=resize
@@ -131,7 +138,13 @@ def evaluate_run(
                 grid.append(_grid_tiles(image, label, logit, config.input_size))
 
     scores = {k: v.numpy() for k, v in scores_from_confusion(confusion).items()}
-    out_dir = run.evaluation / (f"{split}-full-res" if full_res else split)
+    out_dir = run.evaluation / "-".join(
+        [
+            split,
+            *(["full-res"] if full_res else []),
+            *([precision] if precision != "float32" else []),
+        ]
+    )
     report = EvaluationReport(
         split=split,
         full_res=full_res,
@@ -147,6 +160,7 @@ def evaluate_run(
         },
         confusion=confusion,
         out_dir=out_dir,
+        precision=precision,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")

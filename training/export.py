@@ -42,7 +42,11 @@ from training.export_check import (
     verification_frames,
     verify_saved_model,
 )
-from training.fast_inference import with_native_dilation
+from training.fast_inference import (
+    DEFAULT_OPTIMIZATIONS,
+    InferenceOptimizations,
+    optimize_for_inference,
+)
 from training.inference_graph import RESIZE_MODES, decode_frames, segment_frames
 from training.run import RunFolder, TrainConfig
 from training.warmup import DEFAULT_WARMUP_BATCHES, DEFAULT_WARMUP_SIZES, write_warmup_requests
@@ -209,12 +213,13 @@ def export_run(
     min_float32_agreement: float = DEFAULT_MIN_FLOAT32_AGREEMENT,
     warmup_sizes: tuple[tuple[int, int], ...] = DEFAULT_WARMUP_SIZES,
     warmup_batches: tuple[int, ...] = DEFAULT_WARMUP_BATCHES,
-    native_dilation: bool = True,
+    optimizations: InferenceOptimizations = DEFAULT_OPTIMIZATIONS,
 ) -> ExportReport:
     """Exports, verifies and atomically publishes ``<models_dir>/<name>/<version>/``.
 
-    ``native_dilation`` serves the model with atrous convolutions on Conv2D's own dilations
-    (:mod:`training.fast_inference`); verification compares against the model as trained."""
+    ``optimizations`` rewrite the served model for speed (native atrous convolutions,
+    padding-only taps skipped, batch norms folded: :mod:`training.fast_inference`);
+    verification compares the export against the model as trained."""
     started = time.perf_counter()
     run = RunFolder(run_dir)
     config = run.read_config()
@@ -231,7 +236,7 @@ def export_run(
             f"remove that folder to replace it)"
         )
     model = load_run_model(run, precision)
-    served = with_native_dilation(model) if native_dilation else model
+    served = optimize_for_inference(model, optimizations)
     functions = serving_functions(served, model_metadata(config, resize))
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = model_dir / f".export-{version}-{uuid.uuid4().hex[:8]}"
@@ -264,7 +269,7 @@ def export_run(
             "version": version,
             "run": str(run.path.resolve()),
             "precision": precision,
-            "optimizations": {"native_dilation": native_dilation},
+            "optimizations": optimizations.to_json(),
             "backbone": config.backbone,
             **model_metadata(config, resize),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

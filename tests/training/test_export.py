@@ -80,6 +80,18 @@ def test_network_size_stretch_is_the_training_size_and_unknown_modes_are_refused
         network_size(tf.constant([4, 4]), input_size=(64, 64), output_stride=16, resize="crop")
 
 
+def test_segment_frames_breaks_ties_towards_the_lower_class_like_argmax():
+    def model(images):  # classes 1 and 3 tie everywhere and beat 0 and 2
+        ones = tf.ones_like(images[..., :1])
+        return tf.concat([0 * ones, 2 * ones, -ones, 2 * ones], axis=-1)
+
+    frames = np.zeros((1, 8, 8, 3), np.uint8)
+    outputs = segment_frames(model, tf.constant(frames), input_size=(8, 8), output_stride=8)
+    assert (outputs["class_map"].numpy() == 1).all()
+    expected = 1 / (np.exp(0 - 2) + 1 + np.exp(-1 - 2) + 1)  # softmax of logit 2 among 0,2,-1,2
+    assert (outputs["confidence"].numpy() == round(expected * 255)).all()
+
+
 def test_segment_frames_normalizes_resizes_and_takes_argmax_and_softmax_after_resizing_back():
     """Checked against numpy with a model whose logits are a known function of its input."""
     seen = []

@@ -314,6 +314,20 @@ def test_evaluate_scores_match_a_numpy_recount(tiny_run, tiny_root, capsys):
         assert Image.open(tiny_run.evaluation / "train" / name).size[0] > 100
 
 
+def test_evaluate_in_bfloat16_scores_what_a_bfloat16_export_would(tiny_run, capsys):
+    from training.evaluate import evaluate_run
+
+    argv = ["evaluate", f"--run={tiny_run.path}", "--split=train", "--precision=bfloat16"]
+    assert main(argv) == 0
+    assert "in bfloat16" in capsys.readouterr().out
+    scores = json.loads((tiny_run.evaluation / "train-bfloat16" / "metrics.json").read_text())
+    assert scores["precision"] == "bfloat16"
+    float32 = evaluate_run(tiny_run.path, "train")
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal.
+    assert scores["pixel_accuracy"] == pytest.approx(float32.pixel_accuracy, abs=0.05)
+    assert not np.array_equal(scores["confusion"], float32.confusion)
+
+
 def test_predict_writes_an_overlay_at_the_image_size(tiny_run, tiny_root, tmp_path, capsys):
     image = next((tiny_root / "JPEGImages").glob("*.jpg"))
     out = tmp_path / "overlay.png"
