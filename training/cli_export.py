@@ -52,7 +52,6 @@ def _export(args: argparse.Namespace) -> int:
         warmup_batches=args.warmup_batches,
         optimizations=InferenceOptimizations(
             native_dilation=args.native_dilation,
-            trim_padding_taps=args.trim_padding_taps,
             fold_batch_norms=args.fold_batch_norms,
         ),
     )
@@ -121,13 +120,6 @@ def add_export_commands(commands: argparse._SubParsersAction) -> None:
         action="store_false",
         help="keep TensorFlow's space-to-batch lowering of atrous convolutions (about 2× "
         "slower on CPUs; README, Performance)",
-    )
-    p.add_argument(
-        "--no-trim-padding-taps",
-        dest="trim_padding_taps",
-        action="store_false",
-        help="run every tap of atrous kernels, also those that can only read padding at the "
-        "frame's feature-map size",
     )
     p.add_argument(
         "--no-fold-batch-norms",

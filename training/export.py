@@ -217,8 +217,8 @@ def export_run(
 ) -> ExportReport:
     """Exports, verifies and atomically publishes ``<models_dir>/<name>/<version>/``.
 
-    ``optimizations`` rewrite the served model for speed (native atrous convolutions,
-    padding-only taps skipped, batch norms folded: :mod:`training.fast_inference`);
+    ``optimizations`` rewrite the served model for speed (native atrous convolutions, batch
+    norms folded: :mod:`training.fast_inference`);
     verification compares the export against the model as trained."""
     started = time.perf_counter()
     run = RunFolder(run_dir)

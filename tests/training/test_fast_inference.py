@@ -1,6 +1,6 @@
 """Export's inference rewrites compute the same function as the model as trained: native
-dilated convolutions (and their padding-only taps skipped) against TensorFlow's space-to-batch
-lowering, and the options export records."""
+dilated convolutions against TensorFlow's space-to-batch lowering, and the options export
+records (batch-norm folding has its own tests)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import tensorflow as tf
 from training.export import export_run, read_export_info
 from training.fast_inference import (
     NO_OPTIMIZATIONS,
-    InferenceOptimizations,
     NativeDilatedConv2D,
     native_dilation_layers,
     with_native_dilation,
@@ -50,37 +49,16 @@ def test_native_dilation_computes_the_same_logits(backbone, dilated_layers, nati
     assert ("SpaceToBatchND" in native) == (backbone == "mobilenetv2")
 
 
-@pytest.mark.parametrize(
-    ("feature_size", "rate", "kernel_size"),
-    [((18, 24), 18, 3), ((18, 24), 6, 3), ((5, 40), (6, 3), 3), ((1, 1), 2, 3), ((7, 7), 7, 5)],
-)
-def test_padding_only_taps_are_skipped_without_changing_the_sums(feature_size, rate, kernel_size):
-    """Off-centre taps at rate r read only padding on maps n ≤ r long: dropping them changes
-    nothing, whatever the map's size (the choice is made in the graph, per call)."""
-    whole = NativeDilatedConv2D(8, kernel_size, padding="same", dilation_rate=rate,
-                                trim_padding_taps=False)  # fmt: skip
-    trimmed = NativeDilatedConv2D.from_config({**whole.get_config(), "trim_padding_taps": True})
-    inputs = tf.random.stateless_normal((2, *feature_size, 4), seed=(1, 2))
-    whole(inputs), trimmed(inputs)
-    trimmed.set_weights(whole.get_weights())
-    expected = whole(inputs)
-    np.testing.assert_allclose(trimmed(inputs), expected, atol=1e-5)
-    graph = tf.function(trimmed).get_concrete_function(
-        tf.TensorSpec((None, None, None, 4), tf.float32)
-    )
-    assert "Slice" in {op.type for op in graph.graph.get_operations()}  # decided at run time
-
-
 def test_export_applies_every_rewrite_by_default_and_each_flag_turns_one_off(trained_run, tmp_path):
     default = export_run(trained_run.path, tmp_path, warmup_sizes=((48, 64),))
     plain = export_run(
         trained_run.path, tmp_path, warmup_sizes=((48, 64),), optimizations=NO_OPTIMIZATIONS
     )
     assert read_export_info(default.path)["optimizations"] == {
-        "native_dilation": True, "trim_padding_taps": True, "fold_batch_norms": True
+        "native_dilation": True, "fold_batch_norms": True
     }  # fmt: skip
     assert read_export_info(plain.path)["optimizations"] == {
-        "native_dilation": False, "trim_padding_taps": False, "fold_batch_norms": False
+        "native_dilation": False, "fold_batch_norms": False
     }  # fmt: skip
     frame = np.random.default_rng(1).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
     answers, ops = [], []
@@ -101,12 +79,6 @@ def test_export_command_flags_turn_rewrites_off(trained_run, tmp_path):
     from training.cli import main
 
     argv = ["export", f"--run={trained_run.path}", f"--models-dir={tmp_path}", "--version=3"]
-    assert main([*argv, "--no-fold-batch-norms", "--no-trim-padding-taps"]) == 0
+    assert main([*argv, "--no-fold-batch-norms"]) == 0
     recorded = read_export_info(tmp_path / "deeplabv3" / "3")["optimizations"]
-    assert (
-        recorded
-        == InferenceOptimizations(trim_padding_taps=False, fold_batch_norms=False).to_json()
-    )
-    assert recorded == {
-        "native_dilation": True, "trim_padding_taps": False, "fold_batch_norms": False
-    }  # fmt: skip
+    assert recorded == {"native_dilation": True, "fold_batch_norms": False}
