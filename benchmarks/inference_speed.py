@@ -7,7 +7,9 @@ with), and the default in bfloat16 — converts the unoptimized one to ONNX with
 whole ``serving_default`` graph: resize, network, resize back, argmax), and times,
 interleaved in one process, one 480×640 frame at batch 1 through:
 
-- each export's ``serving_default`` (``tf.saved_model.load``, NumPy in and out);
+- each export's ``serving_default`` (``tf.saved_model.load``, NumPy in and out), and the
+  default export asked for the class map alone, as the edge client asks (the servers prune
+  the confidence's softmax away: ``serving.servable.LoadedVersion.outputs_of``);
 - ONNX Runtime on the converted graph (CPU, one thread per core): the measuring stick;
 - the network alone at its input size (no resizes): ONNX Runtime (tf2onnx from the Keras
   model), the Keras model in a ``tf.function``, and the same with export's rewrites.
@@ -119,6 +121,7 @@ def main() -> int:
     import tensorflow as tf
     import tf2onnx.convert
 
+    from serving.servable import load_version
     from training.export import load_run_model
     from training.fast_inference import optimize_for_inference
     from training.inference_graph import network_size
@@ -179,6 +182,15 @@ def main() -> int:
     paths = {
         label: (lambda f=fn: f(images=batch)["class_map"].numpy()) for label, fn in exports.items()
     }
+    # What the edge client asks for by default: the class map alone (output_filter), which the
+    # servers run as a pruned graph (no confidence softmax).
+    default_dir = folders["export (default)"]
+    pruned = load_version("deeplabv3", int(default_dir.name), default_dir).outputs_of(
+        "serving_default", ["class_map"]
+    )
+    paths["export (default), class map alone (output_filter)"] = lambda: pruned(images=batch)[
+        "class_map"
+    ].numpy()
     paths["ONNX Runtime on the unoptimized export (tf2onnx)"] = lambda: session.run(
         ["class_map"], {"images": batch}
     )[0]

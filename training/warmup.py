@@ -2,14 +2,17 @@
 
 TF Serving reads ``assets.extra/tf_serving_warmup_requests``: a TFRecord file of
 ``PredictionLog`` messages (official ``tensorflow_serving.apis`` protos). Graph optimization,
-oneDNN/cuDNN algorithm choice and memory pools happen per input shape, so the records hold
-camera-sized frames: one raw frame per size for ``serving_default`` (optionally batches of the
-first size, the sizes TF Serving's batching pads to), and one JPEG for ``segment_jpeg``.
+oneDNN/cuDNN algorithm choice and memory pools happen per input shape and per set of
+requested outputs, so the records hold camera-sized frames: one raw frame per size for
+``serving_default`` (optionally batches of the first size, the sizes TF Serving's batching pads
+to), one JPEG for ``segment_jpeg``, and each of those again with ``output_filter`` =
+class_map (what the edge client asks for by default).
 
     >>> write_warmup_requests("models/deeplabv3/.export-3/", "deeplabv3")
     >>> [log.predict_log.request.model_spec.signature_name
     ...  for log in read_warmup_requests("models/deeplabv3/3")]
-    ['serving_default', 'serving_default', 'segment_jpeg']
+    ['serving_default', 'serving_default', 'segment_jpeg',
+     'serving_default', 'serving_default', 'segment_jpeg']
 """
 
 from __future__ import annotations
@@ -50,13 +53,20 @@ def _request(model_name: str, signature: str, name: str, tensor) -> predict_pb2.
     return request
 
 
+def _class_map_only(request: predict_pb2.PredictRequest) -> predict_pb2.PredictRequest:
+    copy = predict_pb2.PredictRequest()
+    copy.CopyFrom(request)
+    copy.output_filter.append("class_map")
+    return copy
+
+
 def warmup_requests(
     model_name: str,
     sizes: Sequence[tuple[int, int]] = DEFAULT_WARMUP_SIZES,
     batch_sizes: Sequence[int] = DEFAULT_WARMUP_BATCHES,
 ) -> list[prediction_log_pb2.PredictionLog]:
-    """One raw ``serving_default`` frame per size, batches of the first size, then one JPEG
-    of the first size."""
+    """One raw ``serving_default`` frame per size, batches of the first size, one JPEG of the
+    first size, then each of those again asking for the class map alone."""
     frames = [synthetic_frame(height, width) for height, width in sizes]
     requests = [_request(model_name, "serving_default", "images", f[None]) for f in frames]
     # Batching pads batches to its allowed sizes: each is a shape of its own to warm up.
@@ -67,6 +77,9 @@ def warmup_requests(
     ]
     jpeg = np.array([encode_rgb(first, ".jpg")], dtype=object)
     requests.append(_request(model_name, "segment_jpeg", "jpeg", jpeg))
+    # The edge client asks for the class map alone (output_filter): another set of fetches,
+    # which TF Serving and the embedded server prune and prepare separately.
+    requests += [_class_map_only(request) for request in requests]
     return [
         prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
         for request in requests

@@ -78,8 +78,11 @@ def test_predict_raw_frames_returns_uint8_maps_as_tensor_content_and_echoes_the_
 
 def test_output_filter_returns_only_what_was_asked(predict):
     request = _request(_frames())
+    whole = predict(request)
     request.output_filter.append("class_map")
-    assert list(predict(request).outputs) == ["class_map"]
+    alone = predict(request)
+    assert list(alone.outputs) == ["class_map"]
+    assert alone.outputs["class_map"] == whole.outputs["class_map"]  # from a pruned function
     request.output_filter[:] = ["logits"]
     error = _error(predict, request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -384,3 +387,17 @@ def test_metrics_count_requests_by_code_at_tf_servings_path(server, predict):
     assert "rcseg_request_latency_seconds_bucket" in text and "rcseg_model_load_seconds" in text
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_a_subset_of_outputs_runs_a_pruned_function_of_the_signature(exported_version):
+    from serving.servable import load_version
+
+    version = load_version("deeplabv3", 1, exported_version)
+    signature = version.signatures["serving_default"]
+    assert version.outputs_of("serving_default", ["confidence", "class_map"]) is signature
+    alone = version.outputs_of("serving_default", ["class_map"])
+    assert version.outputs_of("serving_default", ["class_map"]) is alone  # cached
+    for frames in (_frames(1, 48, 64), _frames(2, 30, 40)):
+        answer = alone(images=frames)
+        assert list(answer) == ["class_map"]
+        np.testing.assert_array_equal(answer["class_map"], signature(images=frames)["class_map"])

@@ -236,7 +236,9 @@ def test_warmup_records_replay_against_the_signatures(exported):
     report, loaded = exported
     requests = [log.predict_log.request for log in read_warmup_requests(report.path)]
     signatures = [r.model_spec.signature_name for r in requests]
-    assert signatures == ["serving_default", "serving_default", "segment_jpeg"]
+    assert signatures == ["serving_default", "serving_default", "segment_jpeg"] * 2
+    # The second half asks for what the edge client asks for by default: the class map alone.
+    assert [list(r.output_filter) for r in requests] == [[]] * 3 + [["class_map"]] * 3
     assert all(r.model_spec.name == "deeplabv3" for r in requests)
     shapes = [tuple(tf.make_ndarray(r.inputs["images"]).shape) for r in requests[:2]]
     assert shapes == [(1, 480, 640, 3), (1, 720, 1280, 3)]
@@ -260,6 +262,7 @@ def test_warmup_batches_for_gpu_servers_that_batch(tmp_path):
     shapes = [tuple(tf.make_ndarray(r.inputs["images"]).shape) for r in requests[:3]]
     assert shapes == [(1, 24, 32, 3), (2, 24, 32, 3), (4, 24, 32, 3)]
     assert requests[3].model_spec.signature_name == "segment_jpeg"
+    assert [list(r.output_filter) for r in requests] == [[]] * 4 + [["class_map"]] * 4
 
 
 def test_the_next_version_is_above_every_number_in_use(tmp_path):
