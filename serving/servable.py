@@ -31,9 +31,10 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 
 
-def _pruned(function, outputs: tuple[str, ...]) -> Callable[..., dict]:
-    """``function`` (a signature) returning only ``outputs``; same keyword inputs, traced
-    once for any shape (its input specs, so no retracing per frame size)."""
+def _pruned(function, outputs: tuple[str, ...], model: object) -> Callable[..., dict]:
+    """``function`` (a signature of the loaded ``model``) returning only ``outputs``; same
+    keyword inputs, traced once for any shape (its input specs: no retracing per frame size).
+    Holds ``model``: the signature's variables live as long as the object that loaded them."""
     specs = function.structured_input_signature[1]
     names = sorted(specs)
 
@@ -45,6 +46,7 @@ def _pruned(function, outputs: tuple[str, ...]) -> Callable[..., dict]:
     def call(**inputs):
         return only(*(inputs[name] for name in names))
 
+    call.model = model
     return call
 
 
@@ -72,7 +74,7 @@ class LoadedVersion:
         with self._pruned_lock:
             pruned = self._pruned.get((signature, wanted))
             if pruned is None:
-                pruned = self._pruned[signature, wanted] = _pruned(function, wanted)
+                pruned = self._pruned[signature, wanted] = _pruned(function, wanted, self._model)
         return pruned
 
     @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import urllib.error
@@ -401,3 +402,9 @@ def test_a_subset_of_outputs_runs_a_pruned_function_of_the_signature(exported_ve
         answer = alone(images=frames)
         assert list(answer) == ["class_map"]
         np.testing.assert_array_equal(answer["class_map"], signature(images=frames)["class_map"])
+    # It keeps the loaded model's variables alive on its own.
+    kept = load_version("deeplabv3", 1, exported_version).outputs_of(
+        "serving_default", ["class_map"]
+    )
+    gc.collect()
+    assert kept(images=_frames())["class_map"].shape == (1, 48, 64)
