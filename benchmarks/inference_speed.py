@@ -4,7 +4,7 @@ Exports a run several times into a temporary model repository — as export does
 (native atrous convolutions, batch norms folded), with each of those turned off by its flag,
 with neither (the unoptimized export every other path is compared
 with), and the default in bfloat16 — converts the unoptimized one to ONNX with tf2onnx (the
-whole ``serving_default`` graph: resize, network, resize back, argmax), and times,
+whole ``serving_default`` graph: resize, network, resize back, top class), and times,
 interleaved in one process, one 480×640 frame at batch 1 through:
 
 - each export's ``serving_default`` (``tf.saved_model.load``, NumPy in and out), and the
@@ -12,7 +12,8 @@ interleaved in one process, one 480×640 frame at batch 1 through:
   the confidence's softmax away: ``serving.servable.LoadedVersion.outputs_of``);
 - ONNX Runtime on the converted graph (CPU, one thread per core): the measuring stick;
 - the network alone at its input size (no resizes): ONNX Runtime (tf2onnx from the Keras
-  model), the Keras model in a ``tf.function``, and the same with export's rewrites.
+  model), the Keras model in a ``tf.function``, the same with export's rewrites, and those
+  compiled with XLA.
 
 Also measured in the same run: a 2048³ float32 matmul in TensorFlow (the machine's practical
 peak), against which each path's achieved GFLOP/s is shown (2 × the network's multiply-adds at
@@ -45,6 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+UNOPTIMIZED = "export, both off (the reference)"
+ONNX_NETWORK = "ONNX Runtime, network only"
 sys.path.insert(0, str(REPO))
 
 
@@ -101,17 +104,13 @@ def _exports(run: Path, work: Path, resize: str) -> dict[str, Path]:
     return folders
 
 
-UNOPTIMIZED = "export, both off (the reference)"
-ONNX_NETWORK = "ONNX Runtime, network only"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a training run folder")
     parser.add_argument("--resize", choices=("aspect", "stretch"), default="aspect")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="keep the exports and the .onnx here")
-    parser.add_argument("--intra-op", type=int, default=os.cpu_count(), help="0: TF's default")
+    parser.add_argument("--intra-op", type=int, default=os.cpu_count() or 1, help="0: TF's default")
     parser.add_argument("--inter-op", type=int, default=1, help="0: TF's default")
     args = parser.parse_args()
     _set_threads(args.intra_op, args.inter_op)
@@ -177,6 +176,7 @@ def main() -> int:
     network_input = {network_session.get_inputs()[0].name: normalized.numpy()}
     optimized_model = optimize_for_inference(model)
     optimized_fn = tf.function(lambda x: optimized_model(x, training=False))
+    optimized_xla = tf.function(lambda x: optimized_model(x, training=False), jit_compile=True)
 
     batch = image[None]
     paths = {
@@ -197,6 +197,7 @@ def main() -> int:
     paths[ONNX_NETWORK] = lambda: network_session.run(None, network_input)[0]
     paths["Keras model, tf.function, network only"] = lambda: keras_fn(normalized).numpy()
     paths["same, export's rewrites"] = lambda: optimized_fn(normalized).numpy()
+    paths["same, XLA (jit_compile=True)"] = lambda: optimized_xla(normalized).numpy()
 
     reference = paths[UNOPTIMIZED]()
     print(f"\nframe 480×640, network input {size[0]}×{size[1]}, {flops / 1e9:.1f} GFLOP per frame")

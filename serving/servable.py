@@ -31,23 +31,26 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 
 
-def _pruned(function, outputs: tuple[str, ...], model: object) -> Callable[..., dict]:
-    """``function`` (a signature of the loaded ``model``) returning only ``outputs``; same
-    keyword inputs, traced once for any shape (its input specs: no retracing per frame size).
-    Holds ``model``: the signature's variables live as long as the object that loaded them."""
-    specs = function.structured_input_signature[1]
-    names = sorted(specs)
+class PrunedSignature:
+    """A signature of a loaded SavedModel returning only some of its outputs: a
+    ``tf.function`` calling it, traced once for any shape (the signature's input specs, so no
+    retracing per frame size). Holds the loaded model: the signature's variables live as long
+    as the object that loaded them."""
 
-    @tf.function(input_signature=[specs[name] for name in names])
-    def only(*tensors):
-        results = function(**dict(zip(names, tensors, strict=True)))
-        return {name: results[name] for name in outputs}
+    def __init__(self, signature, outputs: tuple[str, ...], model: object):
+        specs = signature.structured_input_signature[1]
+        self.input_names = sorted(specs)
+        self.model = model
 
-    def call(**inputs):
-        return only(*(inputs[name] for name in names))
+        @tf.function(input_signature=[specs[name] for name in self.input_names])
+        def only(*tensors):
+            results = signature(**dict(zip(self.input_names, tensors, strict=True)))
+            return {name: results[name] for name in outputs}
 
-    call.model = model
-    return call
+        self.function = only
+
+    def __call__(self, **inputs) -> dict:
+        return self.function(*(inputs[name] for name in self.input_names))
 
 
 @dataclass
@@ -61,20 +64,24 @@ class LoadedVersion:
     _model: object = None  # keeps the loaded object (and its variables) alive
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
-    _pruned: dict = field(default_factory=dict)  # (signature, outputs) → tf.function
-    _pruned_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pruned_cache: dict = field(default_factory=dict, init=False, repr=False)
+    _pruned_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def outputs_of(self, signature: str, outputs: Sequence[str]) -> Callable[..., dict]:
         """The ``signature`` function computing only ``outputs`` (the signature itself when
         they are all of its outputs); called with the signature's inputs as keywords."""
         function = self.signatures[signature]
         wanted = tuple(sorted(set(outputs)))
+        unknown = set(wanted) - set(function.structured_outputs)
+        if unknown:
+            raise ValueError(f"{signature} has no output {', '.join(sorted(unknown))}")
         if set(wanted) == set(function.structured_outputs):
             return function
         with self._pruned_lock:
-            pruned = self._pruned.get((signature, wanted))
+            pruned = self._pruned_cache.get((signature, wanted))
             if pruned is None:
-                pruned = self._pruned[signature, wanted] = _pruned(function, wanted, self._model)
+                pruned = PrunedSignature(function, wanted, self._model)
+                self._pruned_cache[signature, wanted] = pruned
         return pruned
 
     @contextlib.contextmanager

@@ -55,7 +55,7 @@ def foldable_batch_norms(
     """The (convolution, batch norm) pairs of ``model`` (nested models included) that
     :func:`fold_batch_norms` folds; empty for a model it returned."""
     pairs = []
-    for owner, layer in _walk(model):
+    for owner, layer in walk_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             conv = _foldable_convolution(owner, layer)
             if conv is not None:
@@ -97,14 +97,14 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
 
 def folded_batch_norms(model: keras.Model) -> int:
     """How many batch norms :func:`fold_batch_norms` folded in ``model`` (one of its results)."""
-    return sum(isinstance(layer, FoldedBatchNorm) for _, layer in _walk(model))
+    return sum(isinstance(layer, FoldedBatchNorm) for _, layer in walk_layers(model))
 
 
-def _walk(model: keras.Model) -> Iterator[tuple[keras.Model, keras.layers.Layer]]:
+def walk_layers(model: keras.Model) -> Iterator[tuple[keras.Model, keras.layers.Layer]]:
     """(the model that holds it, layer) for every layer, nested models' layers included."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _walk(layer)
+            yield from walk_layers(layer)
         else:
             yield model, layer
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli_model import RESIZE_MODES
+from training.cli_model import PRECISIONS, RESIZE_MODES
 
 # Spelled here so that building the parser imports no TensorFlow (a test checks they equal
 # training.export's and training.tflite_export's).
-PRECISIONS = ("float32", "float16", "bfloat16")
 TFLITE_OPTIMIZATIONS = ("none", "float16")
 
 

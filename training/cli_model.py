@@ -118,6 +118,7 @@ OUTPUT_STRIDES = (8, 16)
 LOSSES = ("ce", "ce+dice", "dice")
 CLASS_WEIGHTINGS = ("per_image", "fixed", "none")
 RESIZE_MODES = ("aspect", "stretch")
+PRECISIONS = ("float32", "float16", "bfloat16")  # training.export.PRECISIONS
 
 
 def add_model_commands(commands: argparse._SubParsersAction) -> None:
@@ -168,9 +169,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=("float32", "float16", "bfloat16"),
+        choices=PRECISIONS,
         default="float32",
-        help="compute as `export --precision` would, to see what it costs in accuracy",
+        help="compute in the precision `export --precision` uses, to see what it costs",
     )
     p.set_defaults(func=_evaluate)
 

@@ -27,7 +27,6 @@ from PIL import Image
 
 from client.palette import colorize
 from training.data import make_dataset
-from training.export import load_run_model
 from training.inference_graph import logits_at_frame_size, network_size
 from training.metrics import scores_from_confusion, update_confusion
 from training.preview import compose_grid
@@ -104,11 +103,16 @@ def evaluate_run(
 ) -> EvaluationReport:
     """Scores the run's best weights on ``split`` and writes JSON, confusion and grid PNGs.
 
-    ``precision`` computes in float16/bfloat16 as an export with ``--precision`` would (its
-    results land in ``<split>[-full-res]-<precision>/``), to measure what that costs."""
+    ``precision`` computes in float16/bfloat16 (Keras mixed precision, the policy export's
+    ``--precision`` uses; results in ``<split>[-full-res]-<precision>/``) to measure what that
+    costs. This is the model as trained: the export also folds batch norms into the
+    convolutions, which rounds a little differently in reduced precision (export verifies
+    that)."""
     run = RunFolder(run_dir)
     config = run.read_config()
     data = Path(data or config.data)
+    from training.export import load_run_model  # (TF Serving protos: only when evaluating)
+
     model = load_run_model(run, precision)
     loss_fn = make_loss(config)
     graph_options = dict(

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import keras
 import tensorflow as tf
 
-from training.batch_norm_folding import fold_batch_norms
+from training.batch_norm_folding import fold_batch_norms, walk_layers
 
 
 def _dilated(layer: keras.layers.Layer) -> bool:
@@ -99,12 +99,5 @@ def with_native_dilation(model: keras.Model) -> keras.Model:
 
 def native_dilation_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers of ``model`` (nested models included) that run natively dilated."""
-    return [layer for layer in _walk(model) if isinstance(layer, tuple(_NATIVE.values()))]
-
-
-def _walk(model: keras.Model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
-        else:
-            yield layer
+    native = tuple(_NATIVE.values())
+    return [layer for _, layer in walk_layers(model) if isinstance(layer, native)]

@@ -402,6 +402,9 @@ def test_a_subset_of_outputs_runs_a_pruned_function_of_the_signature(exported_ve
         answer = alone(images=frames)
         assert list(answer) == ["class_map"]
         np.testing.assert_array_equal(answer["class_map"], signature(images=frames)["class_map"])
+    assert alone.function.experimental_get_tracing_count() == 1  # one trace for any size
+    with pytest.raises(ValueError, match="serving_default has no output logits"):
+        version.outputs_of("serving_default", ["class_map", "logits"])
     # It keeps the loaded model's variables alive on its own.
     kept = load_version("deeplabv3", 1, exported_version).outputs_of(
         "serving_default", ["class_map"]
