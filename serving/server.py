@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,15 @@ from serving.inputs import NO_LIMITS, Limits
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.model_config import ModelSource
-from serving.services import ModelService, PredictionService
+from serving.services import CallGate, ModelService, PredictionService
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+# After the last call in flight returned, how long its answer may take to leave before gRPC
+# closes the connections (bounded by the grace period).
+ANSWER_FLUSH_SECONDS = 1.0
 
 
 def default_workers() -> int:
@@ -98,6 +102,7 @@ class EmbeddedServer:
         self.metrics_http = None
         self._grpc: grpc.Server | None = None
         self._stopped = threading.Event()
+        self.calls = CallGate()
 
     def start(self) -> None:
         """Loads every model's versions (blocking), then starts listening."""
@@ -113,11 +118,13 @@ class EmbeddedServer:
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.options.limits, self.metrics, self.run_slots),
+            PredictionService(
+                self.manager, self.options.limits, self.metrics, self.run_slots, self.calls
+            ),
             self._grpc,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager, self.metrics), self._grpc
+            ModelService(self.manager, self.metrics, self.calls), self._grpc
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         address = f"{self.options.host}:{self.options.port}"
@@ -143,7 +150,13 @@ class EmbeddedServer:
             return
         self.health.enter_graceful_shutdown()
         if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+            # Calls in flight finish with the connections open and their answers get a moment
+            # to leave (see CallGate); then gRPC stops with what is left of the grace period.
+            deadline = time.monotonic() + grace
+            self.calls.close()
+            if self.calls.wait_idle(grace):
+                time.sleep(min(ANSWER_FLUSH_SECONDS, max(deadline - time.monotonic(), 0)))
+            self._grpc.stop(max(deadline - time.monotonic(), 0)).wait()
         self.manager.stop()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()

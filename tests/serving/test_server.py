@@ -411,3 +411,12 @@ def test_a_subset_of_outputs_runs_a_pruned_function_of_the_signature(exported_ve
     )
     gc.collect()
     assert kept(images=_frames())["class_map"].shape == (1, 48, 64)
+
+
+def test_a_stopping_server_turns_new_calls_away(server, predict):
+    assert predict(_request(_frames())).model_spec.version.value == 1
+    assert server.calls.wait_idle(timeout=0)  # the answered call left the count
+    server.calls.close()  # what stop() does first, before it waits for calls in flight
+    error = _error(predict, _request(_frames()))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.details() == "the server is shutting down"
