@@ -4,8 +4,8 @@ At inference a batch norm is a fixed per-channel affine map, ``y = (x - mean) * 
 with ``s = gamma / sqrt(moving_variance + epsilon)``, so a convolution followed by one is a
 convolution with a scaled kernel and a bias. Grappler fuses Conv+BN on some paths, but the BN
 math (the rsqrt, the multiply-add per activation) still runs on every call; folding it into the
-weights once removes it: ResNet-50's export answers a 480×640 frame 9–16 % faster on a 2-core
-AVX-512 CPU (``benchmarks/inference_speed.py``, README Performance).
+weights once removes it: ResNet-50's export takes 8–16 % less time for a 480×640 frame on a
+2-core AVX-512 CPU (``benchmarks/inference_speed.py``, README Performance).
 
     >>> folded = fold_batch_norms(model)   # same outputs within float error, fewer ops
     >>> folded_batch_norms(folded)         # how many batch norms were folded (for reports)
