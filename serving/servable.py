@@ -31,6 +31,54 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 
 
+class InFlight:
+    """How many requests are being answered, a wait until none is, and (once closed) a
+    refusal of new ones: a version counts its requests so that unloading waits for them, the
+    server counts its calls so that shutdown does."""
+
+    def __init__(self) -> None:
+        self._idle = threading.Condition()
+        self._active = 0
+        self._closed = False
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def enter(self) -> bool:
+        """Counts a request; False (and not counted) once closed."""
+        with self._idle:
+            if self._closed:
+                return False
+            self._active += 1
+            return True
+
+    def leave(self) -> None:
+        with self._idle:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.notify_all()
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        if not self.enter():
+            raise RuntimeError("closed to new requests")
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def close(self) -> None:
+        """Refuses new requests from now on (those in flight go on)."""
+        with self._idle:
+            self._closed = True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """True once no request is being answered (False if ``timeout`` passed first)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+
 class PrunedSignature:
     """A signature of a loaded SavedModel returning only some of its outputs: a
     ``tf.function`` calling it, traced once for any shape (the signature's input specs, so no
@@ -62,8 +110,7 @@ class LoadedVersion:
     signature_defs: dict[str, meta_graph_pb2.SignatureDef]
     load_seconds: float
     _model: object = None  # keeps the loaded object (and its variables) alive
-    _active: int = 0
-    _idle: threading.Condition = field(default_factory=threading.Condition)
+    _requests: InFlight = field(default_factory=InFlight, init=False, repr=False)
     _pruned_cache: dict = field(default_factory=dict, init=False, repr=False)
     _pruned_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -87,24 +134,16 @@ class LoadedVersion:
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[LoadedVersion]:
         """Counts a request against this version while it runs (unloading waits for zero)."""
-        with self._idle:
-            self._active += 1
-        try:
+        with self._requests.track():
             yield self
-        finally:
-            with self._idle:
-                self._active -= 1
-                if self._active == 0:
-                    self._idle.notify_all()
 
     @property
     def active(self) -> int:
-        return self._active
+        return self._requests.active
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """True once no request runs on this version (False if ``timeout`` passed first)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._active == 0, timeout)
+        return self._requests.wait_idle(timeout)
 
 
 def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:

@@ -27,7 +27,8 @@ from serving.inputs import NO_LIMITS, Limits
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.model_config import ModelSource
-from serving.services import CallGate, ModelService, PredictionService
+from serving.servable import InFlight
+from serving.services import ModelService, PredictionService
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class EmbeddedServer:
         self.metrics_http = None
         self._grpc: grpc.Server | None = None
         self._stopped = threading.Event()
-        self.calls = CallGate()
+        self.calls = InFlight()  # every gRPC call being answered (shutdown waits for them)
 
     def start(self) -> None:
         """Loads every model's versions (blocking), then starts listening."""
@@ -151,7 +152,7 @@ class EmbeddedServer:
         self.health.enter_graceful_shutdown()
         if self._grpc is not None:
             # Calls in flight finish with the connections open and their answers get a moment
-            # to leave (see CallGate); then gRPC stops with what is left of the grace period.
+            # to leave (see services._answer); then gRPC stops with what is left of the grace.
             deadline = time.monotonic() + grace
             self.calls.close()
             if self.calls.wait_idle(grace):

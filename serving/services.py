@@ -20,43 +20,9 @@ from serving.errors import ServingError
 from serving.inputs import Limits
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
+from serving.servable import InFlight
 
 log = logging.getLogger(__name__)
-
-
-class CallGate:
-    """Counts the calls being answered, and once closed turns new ones away.
-
-    Shutdown closes it, waits for the calls in flight with the transports still open, and only
-    then stops gRPC: gRPC closes a connection as soon as its shutdown sees no call running,
-    which cut large answers (15 MB of class maps) still being written to the client."""
-
-    def __init__(self) -> None:
-        self._idle = threading.Condition()
-        self._active = 0
-        self._closed = False
-
-    def enter(self) -> bool:
-        """False once closed (the call must be refused); otherwise counts the call."""
-        with self._idle:
-            if self._closed:
-                return False
-            self._active += 1
-            return True
-
-    def leave(self) -> None:
-        with self._idle:
-            self._active -= 1
-            self._idle.notify_all()
-
-    def close(self) -> None:
-        with self._idle:
-            self._closed = True
-
-    def wait_idle(self, timeout: float) -> bool:
-        """True once no call is being answered (False if ``timeout`` passed first)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._active == 0, timeout)
 
 
 def _answer(service, method: str, request, context, handle: Callable[[], object]):
@@ -70,7 +36,10 @@ def _answer(service, method: str, request, context, handle: Callable[[], object]
     model, signature = service.manager.known_names(spec.name, signature)
     started = time.perf_counter()
     code = grpc.StatusCode.OK
-    if not service.gate.enter():
+    # Shutdown closes the count, then waits for the calls in it with the connections still
+    # open: gRPC's own stop closes a connection as soon as no call runs, which cut large
+    # answers (15 MB of class maps) still being written.
+    if not service.calls.enter():
         context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
     metrics.in_flight.inc()
     try:
@@ -83,7 +52,7 @@ def _answer(service, method: str, request, context, handle: Callable[[], object]
         code = grpc.StatusCode.INTERNAL
         context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
     finally:
-        service.gate.leave()
+        service.calls.leave()
         metrics.in_flight.dec()
         metrics.requests.labels(method, model, signature, code.name).inc()
         metrics.latency.labels(method, model, signature).observe(time.perf_counter() - started)
@@ -96,11 +65,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         limits: Limits,
         metrics: ServingMetrics,
         run_slots: threading.Semaphore | None = None,
-        gate: CallGate | None = None,
+        calls: InFlight | None = None,
     ):
         self.manager, self.limits, self.metrics = manager, limits, metrics
         self.run_slots = run_slots
-        self.gate = gate or CallGate()
+        self.calls = calls or InFlight()
 
     def Predict(self, request, context):
         return _answer(
@@ -139,10 +108,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(
-        self, manager: ModelManager, metrics: ServingMetrics, gate: CallGate | None = None
+        self, manager: ModelManager, metrics: ServingMetrics, calls: InFlight | None = None
     ):
         self.manager, self.metrics = manager, metrics
-        self.gate = gate or CallGate()
+        self.calls = calls or InFlight()
 
     def GetModelStatus(self, request, context):
         return _answer(

@@ -420,3 +420,19 @@ def test_a_stopping_server_turns_new_calls_away(server, predict):
     error = _error(predict, _request(_frames()))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error.details() == "the server is shutting down"
+
+
+def test_in_flight_counts_waits_and_refuses_once_closed():
+    from serving.servable import InFlight
+
+    requests = InFlight()
+    with requests.track():
+        assert requests.active == 1 and not requests.wait_idle(timeout=0.01)
+    assert requests.active == 0 and requests.wait_idle(timeout=0)
+    assert requests.enter()
+    requests.close()
+    assert not requests.enter() and requests.active == 1  # the one in flight goes on
+    with pytest.raises(RuntimeError, match="closed to new requests"), requests.track():
+        pass
+    requests.leave()
+    assert requests.wait_idle(timeout=0)

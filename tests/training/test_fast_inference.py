@@ -49,7 +49,7 @@ def test_native_dilation_computes_the_same_logits(backbone, dilated_layers, nati
     assert ("SpaceToBatchND" in native) == (backbone == "mobilenetv2")
 
 
-def test_export_applies_every_rewrite_by_default_and_each_flag_turns_one_off(trained_run, tmp_path):
+def test_export_applies_both_rewrites_by_default_and_none_when_told(trained_run, tmp_path):
     default = export_run(trained_run.path, tmp_path, warmup_sizes=((48, 64),))
     plain = export_run(
         trained_run.path, tmp_path, warmup_sizes=((48, 64),), optimizations=NO_OPTIMIZATIONS

@@ -314,7 +314,7 @@ def test_evaluate_scores_match_a_numpy_recount(tiny_run, tiny_root, capsys):
         assert Image.open(tiny_run.evaluation / "train" / name).size[0] > 100
 
 
-def test_evaluate_in_bfloat16_scores_what_a_bfloat16_export_would(tiny_run, capsys):
+def test_evaluate_in_bfloat16_computes_in_bfloat16_and_says_so(tiny_run, capsys):
     from training.evaluate import evaluate_run
 
     argv = ["evaluate", f"--run={tiny_run.path}", "--split=train", "--precision=bfloat16"]
