@@ -17,7 +17,7 @@ interleaved in one process, one 480×640 frame at batch 1 through:
 
 Also measured in the same run: a 2048³ float32 matmul in TensorFlow (the machine's practical
 peak), against which each path's achieved GFLOP/s is shown (2 × the network's multiply-adds at
-that input size, from ``training.model_info``). Pixel agreement of every path with the
+that input size, from ``training.model.info``). Pixel agreement of every path with the
 unoptimized export is printed first. ONNX is a benchmark tool, not a product dependency:
 ``pip install -e '.[bench]'``. ``--intra-op/--inter-op`` set TensorFlow's thread pools (0:
 TensorFlow's defaults) to compare thread settings run against run.
@@ -75,15 +75,15 @@ def _timed(call) -> float:
 
 
 def frame(height: int = 480, width: int = 640) -> np.ndarray:
-    from training.synth import synthetic_frame
+    from training.data.synth import synthetic_frame
 
     return np.asarray(synthetic_frame(height, width, seed=0), np.uint8)
 
 
 def _exports(run: Path, work: Path, resize: str) -> dict[str, Path]:
     """Label → version folder, for each export variant the table shows."""
-    from training.export import export_run
-    from training.fast_inference import DEFAULT_OPTIMIZATIONS, NO_OPTIMIZATIONS
+    from training.export.publish import export_run
+    from training.export.rewrites import DEFAULT_OPTIMIZATIONS, NO_OPTIMIZATIONS
 
     default = DEFAULT_OPTIMIZATIONS
     variants = {
@@ -121,11 +121,10 @@ def main() -> int:
     import tf2onnx.convert
 
     from serving.servable import load_version
-    from training.export import load_run_model
-    from training.fast_inference import optimize_for_inference
-    from training.inference_graph import network_size
-    from training.model_info import describe
-    from training.run import RunFolder
+    from training.export.rewrites import optimize_for_inference
+    from training.learning.run_folder import RunFolder
+    from training.model.inference_graph import network_size
+    from training.model.info import describe
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="inference-speed-"))
     run = RunFolder(args.run)
@@ -151,7 +150,7 @@ def main() -> int:
         output_stride=config.output_stride,
         resize=args.resize,
     ).numpy()
-    model = load_run_model(run)
+    model = run.load_model()
     keras_fn = tf.function(lambda x: model(x, training=False))
     normalized = tf.image.resize(tf.cast(image[None], tf.float32) / 255.0, size)
     info = describe(

@@ -22,10 +22,10 @@ import shutil
 import time
 from pathlib import Path
 
-from training.evaluate import evaluate_run
-from training.run import TrainConfig
-from training.synth import write_synthetic_voc
-from training.train import train
+from training.config import TrainConfig
+from training.data.synth import write_synthetic_voc
+from training.learning.evaluate import evaluate_run
+from training.learning.train import train
 
 
 def _overfit_root(voc_sample: Path, work: Path) -> Path:

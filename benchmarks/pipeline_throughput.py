@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from training import voc
-from training.data import AUTOTUNE, augment_sample, make_dataset
-from training.synth import write_synthetic_voc
+from training.data import voc
+from training.data.pipeline import AUTOTUNE, augment_sample, make_dataset
+from training.data.synth import write_synthetic_voc
 
 
 def book_style_dataset(root, ids, *, batch_size, input_size, resize_before_crop, seed):

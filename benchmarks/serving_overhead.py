@@ -41,9 +41,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from training.export import existing_versions
-from training.synth import synthetic_frame
-from training.warmup import encode_rgb
+from training.data.synth import synthetic_frame
+from training.export.publish import existing_versions
+from training.export.warmup import encode_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 LISTENING = re.compile(r"listening on \S+:(\d+) \(gRPC\)")

@@ -9,10 +9,11 @@ talks to TensorFlow Serving or the embedded server over TF Serving's gRPC API:
         for result in SegmentationStream(client, camera):
             planner.update(result.segmentation.class_map)
 
-Modules: ``segmentation_client`` (calls), ``stream`` (camera streaming), ``wire`` (the
-protocol), ``errors``, ``overlay`` and ``palette`` (pictures), ``navigation`` (obstacles and
-free space for planners), ``bench_report`` (latency statistics); ``python -m client`` has the
-``bench`` and ``view`` commands.
+Modules: ``contract`` (the SavedModel's signature and tensor names, ports, version folders),
+``segmentation_client`` (calls), ``results`` (what calls return), ``stream`` (camera
+streaming), ``wire`` (the protocol), ``errors``, ``overlay`` and ``palette`` (pictures),
+``navigation`` (obstacles and free space for planners), ``bench_report`` (latency statistics);
+``python -m client`` has the ``bench`` and ``view`` commands.
 """
 
 from client.errors import (

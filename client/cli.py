@@ -23,6 +23,7 @@ import cv2
 import grpc
 import numpy as np
 
+from client import contract
 from client.bench_report import (
     RESULT_SUFFIXES,
     FrameTiming,
@@ -34,7 +35,12 @@ from client.bench_report import (
 )
 from client.errors import ClientError
 from client.overlay import draw_legend, overlay, present_classes
-from client.segmentation_client import SegmentationClient
+from client.segmentation_client import (
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_TRANSPORT,
+    TRANSPORTS,
+    SegmentationClient,
+)
 from client.stream import LatestFrameSource, SegmentationStream, SourceError, StreamResult
 from client.stream import open_source as open_frame_source
 from client.synthetic import synthetic_frames
@@ -75,7 +81,9 @@ def _target(text: str) -> str:
     if "://" in text or text.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
         return text
     if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT like localhost:8500, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT like localhost:{contract.GRPC_PORT}, got {text!r}"
+        )
     return text
 
 
@@ -85,12 +93,26 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         type=_target,
-        help="model server HOST:PORT (repeat for round-robin over several)",
+        help=f"model server HOST:PORT (TF Serving's gRPC port is {contract.GRPC_PORT}; repeat "
+        "for round-robin over several)",
     )
-    parser.add_argument("--model", default="deeplabv3")
+    # Defaults come from the contract and SegmentationClient, where they are written once.
+    parser.add_argument(
+        "--model", default=contract.DEFAULT_MODEL_NAME, help="model name (default: %(default)s)"
+    )
     parser.add_argument("--version", help="model version number or label (default: latest)")
-    parser.add_argument("--transport", choices=("raw", "jpeg"), default="raw")
-    parser.add_argument("--jpeg-quality", type=int, default=90)
+    parser.add_argument(
+        "--transport",
+        choices=tuple(TRANSPORTS),
+        default=DEFAULT_TRANSPORT,
+        help="raw pixels or a JPEG (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=DEFAULT_JPEG_QUALITY,
+        help="0..100, for --transport jpeg (default: %(default)s)",
+    )
     parser.add_argument(
         "--ca-cert", type=Path, help="PEM root certificate: connect over TLS (server --ssl-cert)"
     )

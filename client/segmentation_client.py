@@ -12,6 +12,9 @@ It speaks to TensorFlow Serving and to the embedded server alike, without Tensor
 ``transport="raw"`` sends the pixels (``serving_default``, best on a LAN); ``"jpeg"`` sends a
 JPEG (``segment_jpeg``, ~10× fewer bytes over Wi-Fi, at some cost in encoding and accuracy).
 Several targets are used round-robin; a target that is down is skipped by the retries.
+
+The result types (``Segmentation``, ``ModelMetadata``, ``StageTimings``, ``VersionStatus``) live
+in ``client.results`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from client import wire
+from client import contract, wire
 from client.errors import (
     ClientClosed,
     ClientError,
@@ -40,6 +43,7 @@ from client.errors import (
 )
 from client.palette import ColorOrder
 from client.proto import serving_wire_pb2 as pb
+from client.results import ModelMetadata, Segmentation, StageTimings, VersionStatus
 
 Transport = Literal["raw", "jpeg"]
 
@@ -66,10 +70,14 @@ _CHANNEL_OPTIONS = (
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
 
-_SIGNATURES: dict[str, tuple[str, str]] = {
-    "raw": ("serving_default", "images"),
-    "jpeg": ("segment_jpeg", "jpeg"),
+TRANSPORTS: dict[str, contract.Signature] = {
+    "raw": contract.SEGMENT,
+    "jpeg": contract.SEGMENT_JPEG,
 }
+"""How frames travel, and the signature each way calls (its one input takes the frame)."""
+DEFAULT_TRANSPORT: Transport = "raw"
+DEFAULT_JPEG_QUALITY = 90
+"""OpenCV's JPEG quality (0..100) for ``transport="jpeg"``."""
 
 
 @dataclass(frozen=True)
@@ -79,53 +87,6 @@ class RetryPolicy:
     initial_backoff: float = 0.05
     max_backoff: float = 1.0
     multiplier: float = 2.0
-
-
-@dataclass(frozen=True)
-class StageTimings:
-    """Seconds spent per stage of one call: encoding the frame and the request, the RPC
-    (network and server), decoding the answer."""
-
-    encode: float
-    rpc: float
-    decode: float
-
-    @property
-    def total(self) -> float:
-        return self.encode + self.rpc + self.decode
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """The answer for one frame; ``class_map`` (and ``confidence``) have the frame's H×W.
-
-    The arrays are read-only views of the received bytes (no copy); ``.copy()`` to edit."""
-
-    class_map: np.ndarray
-    confidence: np.ndarray | None
-    model_version: int
-    timings: StageTimings
-    request_bytes: int
-    response_bytes: int
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    """What the model's ``metadata`` signature says: class names, RGB palette [C,3], the
-    network's input size and output stride."""
-
-    class_names: tuple[str, ...]
-    palette: np.ndarray
-    input_size: tuple[int, int]
-    output_stride: int
-    model_version: int
-
-
-@dataclass(frozen=True)
-class VersionStatus:
-    version: int
-    state: str
-    error: str
 
 
 def _identity(data: bytes) -> bytes:
@@ -151,7 +112,8 @@ def _check_frame(frame: object, color: str) -> None:
 
 
 class SegmentationClient:
-    """A client for the ``deeplabv3`` model (or ``model``) on one or more servers.
+    """A client for the ``deeplabv3`` model (``contract.DEFAULT_MODEL_NAME``, or ``model``) on
+    one or more servers.
 
     ``version`` pins an integer version or a version label (``"stable"``); None follows the
     server's latest. ``timeout`` is each call's deadline in seconds, retries included.
@@ -163,11 +125,11 @@ class SegmentationClient:
     def __init__(
         self,
         target: str | Sequence[str],
-        model: str = "deeplabv3",
+        model: str = contract.DEFAULT_MODEL_NAME,
         *,
         version: int | str | None = None,
-        transport: Transport = "raw",
-        jpeg_quality: int = 90,
+        transport: Transport = DEFAULT_TRANSPORT,
+        jpeg_quality: int = DEFAULT_JPEG_QUALITY,
         timeout: float = 10.0,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, object]] = (),
@@ -177,8 +139,9 @@ class SegmentationClient:
         targets = [target] if isinstance(target, str) else list(target)
         if not targets or not all(isinstance(t, str) and t for t in targets):
             raise ValueError(f"target must be 'host:port' or a list of them, got {target!r}")
-        if transport not in _SIGNATURES:
-            raise ValueError(f'transport must be "raw" or "jpeg", got {transport!r}')
+        if transport not in TRANSPORTS:
+            choices = " or ".join(f'"{name}"' for name in TRANSPORTS)
+            raise ValueError(f"transport must be {choices}, got {transport!r}")
         if not 0 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 0..100, got {jpeg_quality}")
         if timeout <= 0:
@@ -279,7 +242,7 @@ class SegmentationClient:
         self,
         inputs: dict[str, np.ndarray | Sequence[bytes]],
         *,
-        signature: str = "serving_default",
+        signature: str = contract.SEGMENT.name,
         outputs: Sequence[str] = (),
         timeout: float | None = None,
     ) -> tuple[dict[str, np.ndarray], int]:
@@ -294,21 +257,9 @@ class SegmentationClient:
 
     def metadata(self, *, timeout: float | None = None) -> ModelMetadata:
         """Class names, palette and input size from the model's ``metadata`` signature."""
-        outputs, version = self.predict({}, signature="metadata", timeout=timeout)
-        try:
-            # The signature answers one row per request element; its default input asks one.
-            return ModelMetadata(
-                class_names=tuple(v.decode() for v in outputs["class_names"][0]),
-                palette=np.asarray(outputs["palette"][0], np.uint8),
-                input_size=tuple(int(v) for v in outputs["input_size"][0]),
-                output_stride=int(outputs["output_stride"][0]),
-                model_version=version,
-            )
-        except (KeyError, IndexError) as error:
-            raise InvalidResponse(
-                f"metadata signature of {self.model!r} lacks {error}: got outputs "
-                f"{ {k: v.shape for k, v in outputs.items()} }"
-            ) from None
+        # No inputs: the signature's recorded default asks for one row.
+        outputs, version = self.predict({}, signature=contract.METADATA.name, timeout=timeout)
+        return ModelMetadata.from_outputs(outputs, version, model=self.model)
 
     def model_status(self, *, timeout: float | None = None) -> dict[str, list[VersionStatus]]:
         """Each target's version states (GetModelStatus), e.g. ``{"host:8500": [3 AVAILABLE]}``."""
@@ -367,11 +318,9 @@ class SegmentationClient:
         gives BGR). The server resizes; the class map comes back at the frame's H×W."""
         started = time.perf_counter()
         _check_frame(frame, color)
-        signature, input_name = _SIGNATURES[self.transport]
-        value = self._encode_frame(frame, color)
-        return self._segment(
-            signature, {input_name: value}, frame.shape[:2], confidence, timeout, started
-        )
+        signature = TRANSPORTS[self.transport]
+        inputs = {signature.inputs[0]: self._encode_frame(frame, color)}
+        return self._segment(signature.name, inputs, frame.shape[:2], confidence, timeout, started)
 
     def segment_encoded(
         self,
@@ -386,8 +335,10 @@ class SegmentationClient:
         from its header, against which the answer is checked."""
         if not isinstance(image, bytes) or not image:
             raise InvalidFrame(f"image must be non-empty bytes, got {type(image).__name__}")
+        inputs = {contract.JPEG: [image]}
+        started = time.perf_counter()
         return self._segment(
-            "segment_jpeg", {"jpeg": [image]}, tuple(size), confidence, timeout, time.perf_counter()
+            contract.SEGMENT_JPEG.name, inputs, tuple(size), confidence, timeout, started
         )
 
     def _segment(
@@ -399,7 +350,7 @@ class SegmentationClient:
         timeout: float | None,
         started: float,
     ) -> Segmentation:
-        wanted = ["class_map", "confidence"] if confidence else ["class_map"]
+        wanted = [contract.CLASS_MAP, contract.CONFIDENCE] if confidence else [contract.CLASS_MAP]
         payload = wire.encode_predict_request(self._spec(signature), inputs, wanted)
         sent = time.perf_counter()
         answer = self._call(self._predict, payload, timeout)
@@ -408,8 +359,8 @@ class SegmentationClient:
         outputs = {name: self._output(response, name, size) for name in wanted}
         done = time.perf_counter()
         return Segmentation(
-            class_map=outputs["class_map"],
-            confidence=outputs.get("confidence"),
+            class_map=outputs[contract.CLASS_MAP],
+            confidence=outputs.get(contract.CONFIDENCE),
             model_version=response.model_spec.version.value,
             timings=StageTimings(sent - started, received - sent, done - received),
             request_bytes=len(payload),

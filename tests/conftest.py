@@ -31,7 +31,7 @@ def voc_sample() -> Path:
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A small synthetic VOC root shared by read-only tests (12 train, 4 val, 160x120)."""
-    from training.synth import write_synthetic_voc
+    from training.data.synth import write_synthetic_voc
 
     return write_synthetic_voc(
         tmp_path_factory.mktemp("synth") / "voc",
@@ -50,21 +50,11 @@ def trained_run(synth_root, tmp_path_factory):
     batch norms): float16 flushes them to zero, and its answers do not depend on the frame, so
     no comparison with it could fail. A little training gives logits of a realistic scale and
     class maps with structure."""
-    from training.run import TrainConfig
-    from training.train import train
+    from training.learning.train import train
+    from training.presets import train_config
 
-    config = TrainConfig(
-        data=str(synth_root),
-        out=str(tmp_path_factory.mktemp("runs") / "small"),
-        epochs=2,
-        steps_per_epoch=6,
-        batch_size=4,
-        input_size=(64, 64),
-        lr=3e-3,
-        backbone="mobilenetv2",
-        backbone_weights=None,
-        bn_momentum=0.5,
-        loss="ce",
+    config = train_config(
+        "smoke", data=str(synth_root), out=str(tmp_path_factory.mktemp("runs") / "small")
     )
     return train(config, verbose=0).run
 
@@ -73,7 +63,7 @@ def trained_run(synth_root, tmp_path_factory):
 def exported_version(trained_run, tmp_path_factory) -> Path:
     """``…/deeplabv3/1``: ``trained_run`` exported by the real exporter, shared by the serving
     and client tests."""
-    from training.export import export_run
+    from training.export.publish import export_run
 
     models = tmp_path_factory.mktemp("serving-models")
     return export_run(trained_run.path, models, warmup_sizes=((48, 64),)).path

@@ -10,8 +10,9 @@ from pathlib import Path
 def write_random_run(path: Path, data: Path, input_size: tuple[int, int] = (64, 64)):
     """A run folder with random MobileNetV2 weights and split lists, as training leaves one:
     for what does not depend on the weights' values (export mechanics, serving)."""
-    from training import voc
-    from training.run import RunFolder, TrainConfig
+    from training.config import TrainConfig
+    from training.data import voc
+    from training.learning.run_folder import RunFolder
 
     config = TrainConfig(
         data=str(data),

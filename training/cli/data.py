@@ -1,0 +1,130 @@
+"""``python -m training data {download,check,synth,prepare,preview}``: get, check, generate and
+look at VOC-format data. Heavy imports happen inside the commands, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from training.cli.args import size_arg
+from training.data import voc
+from training.data.download import VOC2012_MD5, VOC2012_URL
+
+
+def _download(args: argparse.Namespace) -> int:
+    from training.data.download import download_voc2012
+
+    voc_root = download_voc2012(
+        args.root, url=args.url, from_tar=args.from_tar, md5=args.md5, retries=args.retries
+    )
+    print(f"VOC 2012 ready at {voc_root}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from training.data.check import check_root
+
+    report = check_root(args.root, num_classes=args.num_classes, progress=True)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from training.data.synth import write_synthetic_voc
+
+    out = write_synthetic_voc(
+        args.out,
+        count=args.count,
+        seed=args.seed,
+        size=args.size,
+        classes=args.classes,
+        val_fraction=args.val_fraction,
+    )
+    width, height = args.size
+    classes = ", ".join(args.classes)
+    print(f"wrote {args.count} synthetic {width}x{height} samples ({classes}) to {out}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from training.data.index_masks import prepare_index_masks
+
+    lists = args.lists or voc.split_list_names(args.root)
+    ids: dict[str, None] = {}
+    for name in lists:
+        ids.update(dict.fromkeys(voc.read_split_list(voc.split_list_path(args.root, name))))
+    index_dir = prepare_index_masks(
+        args.root, list(ids), args.index_dir, num_classes=args.num_classes
+    )
+    print(f"index masks for {len(ids)} samples ({', '.join(lists)}) in {index_dir}")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from training.data.preview import write_preview
+
+    out = write_preview(
+        args.root,
+        args.split,
+        args.out,
+        augment=args.augment,
+        count=args.count,
+        seed=args.seed,
+        input_size=args.input_size[::-1],
+        index_dir=args.index_dir,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def add_data_commands(commands: argparse._SubParsersAction) -> None:
+    """Adds ``data`` and its sub-commands to the ``python -m training`` parser."""
+    from training.data.synth import DEFAULT_CLASSES, STYLES
+
+    data = commands.add_parser("data", help="get, check, generate and preview VOC-format data")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+
+    p = data_commands.add_parser("download", help="download, verify and extract VOC 2012")
+    p.add_argument("--root", type=Path, required=True, help="folder to hold the tar and VOCdevkit/")
+    p.add_argument("--url", default=VOC2012_URL, help="mirror URL of VOCtrainval_11-May-2012.tar")
+    p.add_argument("--from-tar", type=Path, help="use this already downloaded tar instead")
+    p.add_argument("--md5", default=VOC2012_MD5, help="expected MD5 of the tar")
+    p.add_argument("--retries", type=int, default=3, help="attempts before giving up (resumable)")
+    p.set_defaults(func=_download)
+
+    p = data_commands.add_parser("check", help="verify a VOC-format root, list every problem")
+    p.add_argument("--root", type=Path, required=True)
+    p.add_argument("--num-classes", type=int, default=voc.NUM_CLASSES)
+    p.set_defaults(func=_check)
+
+    p = data_commands.add_parser("synth", help="write a synthetic dataset in VOC layout")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=size_arg, default=(480, 360), help="WIDTHxHEIGHT")
+    p.add_argument(
+        "--classes",
+        type=lambda s: s.split(","),
+        default=list(DEFAULT_CLASSES),
+        help=f"comma-separated VOC classes, from {','.join(sorted(STYLES))}",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.set_defaults(func=_synth)
+
+    p = data_commands.add_parser("prepare", help="convert palettized masks to index PNGs once")
+    p.add_argument("--root", type=Path, required=True)
+    p.add_argument("--lists", nargs="+", help="split lists to cover (default: all of them)")
+    p.add_argument("--index-dir", type=Path, help="default: ROOT/SegmentationClassIndex")
+    p.add_argument("--num-classes", type=int, default=voc.NUM_CLASSES)
+    p.set_defaults(func=_prepare)
+
+    p = data_commands.add_parser("preview", help="PNG grid of pipeline outputs")
+    p.add_argument("--root", type=Path, required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--augment", action="store_true", help="apply training augmentation")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--count", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--input-size", type=size_arg, default=(384, 384), help="WIDTHxHEIGHT")
+    p.add_argument("--index-dir", type=Path)
+    p.set_defaults(func=_preview)

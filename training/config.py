@@ -1,0 +1,166 @@
+"""Every option of training and export, with its default and its choices, written once.
+
+The command line binds to these (``python -m training --help`` reads its defaults and choices
+from here, the way TF Serving's flags bind to its Options struct), and so do the functions
+behind it. No TensorFlow here: building the parser stays fast.
+
+    config = TrainConfig(data="VOCdevkit/VOC2012", out="runs/voc")  # the book's run
+    options = ExportOptions(precision="float16")
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from client import contract
+from training.data import voc
+
+BACKBONES = ("resnet50", "mobilenetv2")
+OUTPUT_STRIDES = (8, 16)
+LOSSES = ("ce", "ce+dice", "dice")
+CLASS_WEIGHTINGS = ("per_image", "fixed", "none")
+RESIZE_MODES = ("aspect", "stretch")
+"""How a frame becomes the network's input: ``aspect`` keeps its aspect ratio (long side = the
+training size), ``stretch`` resizes it to the training size as the book does."""
+DEFAULT_RESIZE = "aspect"
+PRECISION_POLICIES = {
+    "float32": "float32",
+    "float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16",
+}
+"""``--precision`` → the Keras dtype policy the model computes in (weights stay float32)."""
+PRECISIONS = tuple(PRECISION_POLICIES)
+DEFAULT_PRECISION = "float32"
+TFLITE_OPTIMIZATIONS = ("none", "float16")
+
+
+def _choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; the defaults are the book's (preset ``book``)."""
+
+    data: str
+    out: str
+    epochs: int = 25
+    batch_size: int = 8
+    input_size: tuple[int, int] = (384, 384)
+    lr: float = 1e-4
+    backbone: str = "resnet50"
+    backbone_weights: str | None = "imagenet"
+    output_stride: int = 16
+    num_classes: int = voc.NUM_CLASSES
+    loss: str = "ce+dice"
+    class_weights: str = "per_image"
+    train_split: str = "train"
+    val_split: str = "val"
+    seed: int = 0
+    split_seed: int = voc.DEFAULT_SPLIT_SEED
+    steps_per_epoch: int | None = None
+    bn_momentum: float | None = None
+    mixed_precision: bool = False
+    early_stopping_patience: int = 6
+    reduce_lr_patience: int = 3
+    class_names: list[str] = field(default_factory=list)
+    fixed_class_weights: list[float] | None = None  # filled in when class_weights="fixed"
+
+    def __post_init__(self):
+        self.input_size = tuple(self.input_size)
+        for name in ("epochs", "batch_size", "num_classes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if len(self.input_size) != 2 or min(self.input_size) < 32:
+            raise ValueError(f"input_size must be (height, width) ≥ 32, got {self.input_size}")
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("output_stride", self.output_stride, OUTPUT_STRIDES)
+        _choice("loss", self.loss, LOSSES)
+        _choice("class_weights", self.class_weights, CLASS_WEIGHTINGS)
+        if not self.class_names:
+            # VOC's names for VOC ids; numbered names beyond them (own data with more classes).
+            known = list(voc.class_names[: self.num_classes])
+            self.class_names = known + [f"class_{i}" for i in range(len(known), self.num_classes)]
+
+    @property
+    def resize_before_crop(self) -> tuple[int, int]:
+        """The book resizes to 444 before cropping 384: the same ratio at any input size."""
+        return tuple(round(side * 444 / 384) for side in self.input_size)
+
+    def differences(self, other: TrainConfig, *, ignore: tuple[str, ...] = ()) -> list[str]:
+        """``"name: this → other"`` for every option that differs (used before resuming)."""
+        return [
+            f"{f.name}: {getattr(self, f.name)!r} → {getattr(other, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+@dataclass(frozen=True)
+class InferenceOptimizations:
+    """Which rewrites export applies to the served model (each has a ``--no-…`` flag; all on
+    by default): atrous convolutions on Conv2D's own dilations, batch norms folded into the
+    convolutions before them (:mod:`training.export.rewrites`)."""
+
+    native_dilation: bool = True
+    fold_batch_norms: bool = True
+
+    def to_json(self) -> dict[str, bool]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How ``python -m training export`` publishes a run (the defaults of its flags)."""
+
+    name: str = contract.DEFAULT_MODEL_NAME
+    version: int | None = None  # None: one above every number in use
+    precision: str = DEFAULT_PRECISION
+    resize: str = DEFAULT_RESIZE
+    min_agreement: float = 0.999
+    """Share of class-map pixels that must equal the model's as trained."""
+    min_float32_agreement: float = 0.99
+    """float16/bfloat16: share that must equal the float32 model's."""
+    warmup_batches: tuple[int, ...] = ()
+    """Also warm up batches of these sizes (a GPU server that batches; on CPUs they slow later
+    single-frame requests)."""
+    optimizations: InferenceOptimizations = InferenceOptimizations()
+
+    def __post_init__(self):
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("resize", self.resize, RESIZE_MODES)
+        if self.version is not None and self.version < 1:
+            raise ValueError(f"version must be a positive integer, got {self.version}")
+        for name in ("min_agreement", "min_float32_agreement"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a share in (0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    """How ``python -m training export-tflite`` converts a run."""
+
+    resize: str = DEFAULT_RESIZE
+    optimize: str = "none"
+    """``float16``: weights stored as float16 (half the size)."""
+    min_agreement: float = 0.999
+
+    def __post_init__(self):
+        _choice("resize", self.resize, RESIZE_MODES)
+        _choice("optimize", self.optimize, TFLITE_OPTIMIZATIONS)
+
+
+def default_of(options: type, name: str) -> Any:
+    """The default a dataclass gives field ``name`` (what a flag without a value means)."""
+    for f in fields(options):
+        if f.name == name and f.default is not MISSING:
+            return f.default
+        if f.name == name and f.default_factory is not MISSING:
+            return f.default_factory()
+    raise KeyError(f"{options.__name__} has no field {name!r}")

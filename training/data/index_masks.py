@@ -1,0 +1,128 @@
+"""Index masks: VOC's palettized masks converted once into single-channel PNGs of class ids.
+
+TensorFlow's PNG decoder expands palettes to RGB, so the tf.data pipeline
+(:mod:`training.data.pipeline`) reads these instead. Each mask is checked as it is converted
+and a manifest remembers what was converted from which source file, so a second run converts
+nothing and a replaced mask is converted again.
+
+    index_dir = prepare_index_masks("VOCdevkit/VOC2012", ids)  # <root>/SegmentationClassIndex
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from training.data import voc
+from training.data.check import DatasetError, Problem, inspect_sample
+
+log = logging.getLogger(__name__)
+
+INDEX_MASK_DIR = "SegmentationClassIndex"
+MANIFEST_NAME = "manifest.json"
+
+
+def default_index_dir(voc_root: str | Path) -> Path:
+    """``<root>/SegmentationClassIndex`` when the root is writable, else a per-root user cache."""
+    root = Path(voc_root).resolve()
+    if os.access(root, os.W_OK):
+        return root / INDEX_MASK_DIR
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    return cache_home / "rc-segmentation" / f"{root.name}-{digest}" / INDEX_MASK_DIR
+
+
+def index_mask_path(index_dir: str | Path, sample_id: str) -> Path:
+    return Path(index_dir) / f"{sample_id}.png"
+
+
+def prepare_index_masks(
+    voc_root: str | Path,
+    ids: Sequence[str],
+    index_dir: str | Path | None = None,
+    *,
+    num_classes: int = voc.NUM_CLASSES,
+    progress: bool = True,
+) -> Path:
+    """Write each listed mask as a single-channel PNG of class ids, once.
+
+    A manifest in ``index_dir`` records each source's (mtime, size) and the ``num_classes`` its
+    values were checked against; only masks that are new, changed in any way, or were checked
+    for another ``num_classes`` are (re)converted. Each of those is checked as it is read
+    (image readable, mask palettized, values, sizes), and any problem raises DatasetError
+    listing all of them: no sample is dropped silently.
+    """
+    index_dir = Path(index_dir) if index_dir is not None else default_index_dir(voc_root)
+    manifest = _read_manifest(index_dir, num_classes)
+    stamps = {sample_id: _source_stamp(voc_root, sample_id) for sample_id in ids}
+    stale = [
+        sample_id
+        for sample_id, stamp in stamps.items()
+        if stamp is None
+        or manifest.get(sample_id) != stamp
+        or not index_mask_path(index_dir, sample_id).exists()
+    ]
+    if not stale:
+        return index_dir
+    log.info("converting %d palettized masks into %s", len(stale), index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+
+    def convert(sample_id: str) -> list[Problem]:
+        report = inspect_sample(voc_root, sample_id, num_classes, keep_mask=True)
+        if not report.problems:
+            target = index_mask_path(index_dir, sample_id)
+            partial = target.with_name(target.name + ".tmp.png")
+            if not cv2.imwrite(str(partial), report.mask):
+                return [Problem(partial, "could not write the index mask")]
+            partial.replace(target)  # atomic: a reader never sees half a file
+        return report.problems
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(convert, stale)
+        found = dict(
+            zip(
+                stale,
+                tqdm(results, total=len(stale), desc="preparing masks", disable=not progress),
+                strict=True,
+            )
+        )
+    problems = [problem for sample_problems in found.values() for problem in sample_problems]
+    manifest.update({i: stamps[i] for i, sample_problems in found.items() if not sample_problems})
+    _write_manifest(index_dir, num_classes, manifest)
+    if problems:
+        raise DatasetError(problems, f"VOC root {voc_root}")
+    return index_dir
+
+
+def _source_stamp(voc_root: str | Path, sample_id: str) -> list[int] | None:
+    """(mtime_ns, size) of a source mask: any replacement, even by an older file, changes it."""
+    try:
+        stat = voc.mask_path(voc_root, sample_id).stat()
+    except FileNotFoundError:
+        return None
+    return [stat.st_mtime_ns, stat.st_size]
+
+
+def _read_manifest(index_dir: Path, num_classes: int) -> dict[str, list[int]]:
+    """Source stamps of the index masks in ``index_dir`` that were checked for ``num_classes``."""
+    try:
+        manifest = json.loads((index_dir / MANIFEST_NAME).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if manifest.get("num_classes") != num_classes:
+        return {}
+    return manifest.get("sources", {})
+
+
+def _write_manifest(index_dir: Path, num_classes: int, sources: dict[str, list[int]]) -> None:
+    partial = index_dir / (MANIFEST_NAME + ".tmp")
+    partial.write_text(json.dumps({"num_classes": num_classes, "sources": sources}))
+    partial.replace(index_dir / MANIFEST_NAME)

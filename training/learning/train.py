@@ -1,0 +1,250 @@
+"""Training DeepLab v3 with Keras' fit, the book's callbacks, and resume after any interruption.
+
+    >>> config = TrainConfig(data="VOCdevkit/VOC2012", out="runs/voc")
+    >>> result = train(config)  # the same call again continues an interrupted run
+
+Several GPUs on one machine train under ``MirroredStrategy``; several machines under
+``MultiWorkerMirroredStrategy``, chosen when ``TF_CONFIG`` is set (each worker runs the same
+command; the batch size is global, split across replicas).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.config import TrainConfig
+from training.data import voc
+from training.data.index_masks import index_mask_path, prepare_index_masks
+from training.data.pipeline import make_dataset
+from training.learning.curves import CurvesCallback
+from training.learning.losses import (
+    CrossEntropyDiceLoss,
+    DiceLoss,
+    WeightedSparseCategoricalCrossentropy,
+    class_weights_from_counts,
+    count_class_pixels,
+)
+from training.learning.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
+from training.learning.resume import BestWeights, RunState, is_complete
+from training.learning.run_folder import RunFolder, model_from_config
+
+log = logging.getLogger(__name__)
+
+LOSS_CLASSES = {  # one per name in training.config.LOSSES (TrainConfig checks the name)
+    "ce": WeightedSparseCategoricalCrossentropy,
+    "dice": DiceLoss,
+    "ce+dice": CrossEntropyDiceLoss,
+}
+# Options that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("epochs", "fixed_class_weights")
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    run: RunFolder
+    epochs_done: int
+    finished: bool
+    diverged: bool
+    best_val_mean_iou: float | None
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirrored when TF_CONFIG is set, Mirrored for several GPUs, else the default."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """Worker 0 (or the chief) writes the run folder; other workers write beside it."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return task.get("type", "chief") == "chief" or (
+        task.get("type") == "worker" and task.get("index", 0) == 0
+    )
+
+
+def make_loss(config: TrainConfig) -> keras.losses.Loss:
+    """The run's loss. Fixed class weights come from ``config.fixed_class_weights`` (computed
+    once when training starts and kept in config.json, so evaluation needs no training data)."""
+    weights: str | list[float] | None = {"per_image": "per_image", "none": None}.get(
+        config.class_weights
+    )
+    if config.class_weights == "fixed":
+        if config.fixed_class_weights is None:
+            config.fixed_class_weights = fixed_class_weights(config).tolist()
+        weights = config.fixed_class_weights
+    return LOSS_CLASSES[config.loss](num_classes=config.num_classes, class_weights=weights)
+
+
+def fixed_class_weights(config: TrainConfig) -> np.ndarray:
+    """Median-frequency weights from the training split's pixel counts (index masks)."""
+    ids = voc.resolve_split(config.data, config.train_split, seed=config.split_seed)
+    index_dir = prepare_index_masks(config.data, ids, num_classes=config.num_classes)
+    masks = (voc.read_mask(index_mask_path(index_dir, sample_id)) for sample_id in ids)
+    return class_weights_from_counts(count_class_pixels(masks, config.num_classes))
+
+
+def compile_model(config: TrainConfig, *, backbone_weights: str | None) -> keras.Model:
+    """The model of ``config``, compiled with Adam, the chosen loss and the three metrics."""
+    model = model_from_config(config, backbone_weights=backbone_weights)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.lr),
+        loss=make_loss(config),
+        metrics=[
+            PixelAccuracy(config.num_classes),
+            MeanAccuracy(config.num_classes),
+            MeanIoU(config.num_classes),
+        ],
+    )
+    return model
+
+
+def _split_lists(config: TrainConfig) -> dict[str, list[str]]:
+    """The id lists the run uses (and the test half, for the record, when it resolves)."""
+    names = dict.fromkeys([config.train_split, config.val_split, "test"])
+    lists = {}
+    for name in names:
+        try:
+            lists[name] = voc.resolve_split(config.data, name, seed=config.split_seed)
+        except (FileNotFoundError, ValueError):
+            if name != "test":
+                raise
+    return lists
+
+
+def _check_resumable(run: RunFolder, config: TrainConfig, lists: dict[str, list[str]]) -> None:
+    """A saved run continues only with the same options and the same split lists."""
+    saved = run.read_config()
+    differences = saved.differences(config, ignore=RESUMABLE_CHANGES)
+    for name, ids in lists.items():
+        recorded = run.splits / f"{name}.txt"
+        if recorded.is_file() and voc.read_split_list(recorded) != ids:
+            differences.append(f"split {name!r}: the ids differ from {recorded}")
+    if differences:
+        raise ValueError(
+            f"{run.path} holds a run with other options ({'; '.join(differences)}). "
+            "Use the same options to resume it, or another --out for a new run."
+        )
+    config.fixed_class_weights = saved.fixed_class_weights
+
+
+def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
+    """Trains (or resumes) the run in ``config.out``; returns what happened."""
+    chief = RunFolder(config.out)
+    run = chief if is_chief() else RunFolder(chief.path / "workers" / _task_index())
+    lists = _split_lists(config)
+    if len(lists[config.train_split]) < config.batch_size:
+        raise ValueError(
+            f"the {config.train_split!r} split of {config.data} has "
+            f"{len(lists[config.train_split])} samples, fewer than --batch-size "
+            f"{config.batch_size}"
+        )
+    best = BestWeights(run.best_weights)
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.1, patience=config.reduce_lr_patience, min_lr=1e-8
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.early_stopping_patience
+    )
+    state = RunState(
+        run.state,
+        watched=[best, reduce_lr, early_stopping],
+        epochs=config.epochs,
+        read_dir=chief.state,
+    )
+    saved = state.saved()
+    if saved is not None:
+        _check_resumable(chief, config, lists)
+        if is_complete(saved, config.epochs):
+            log.info("%s already finished after %d epochs", run.path, saved["epochs_done"])
+            return _result(run, saved, best=saved["callbacks"][0]["best"], diverged=False)
+
+    # Set either way: an earlier run in this process may have left mixed precision on.
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if config.mixed_precision else "float32"
+    )
+    keras.utils.set_random_seed(config.seed)
+    with distribution_strategy().scope():
+        # A resumed run loads every weight from its state: no ImageNet download needed.
+        model = compile_model(config, backbone_weights=None if saved else config.backbone_weights)
+        initial_epoch = state.restore(model, csv_log=run.log)
+    run.write_config(
+        config,
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+        host=platform.node(),
+    )
+    run.splits.mkdir(parents=True, exist_ok=True)
+    for name, ids in lists.items():
+        (run.splits / f"{name}.txt").write_text("\n".join(ids) + "\n")
+
+    dataset_options = dict(
+        batch_size=config.batch_size,
+        input_size=config.input_size,
+        split_seed=config.split_seed,
+        num_classes=config.num_classes,
+    )
+    # The stream resumes exactly where the killed run left it: data passes (epochs of the
+    # split) are seeded by their index, and a Keras epoch may be shorter or longer than one.
+    batches_per_pass = len(lists[config.train_split]) // config.batch_size
+    steps_per_epoch = config.steps_per_epoch or batches_per_pass
+    consumed = initial_epoch * steps_per_epoch
+    train_data = make_dataset(
+        config.data,
+        config.train_split,
+        augment=True,
+        resize_before_crop=config.resize_before_crop,
+        shuffle=True,
+        repeat=True,
+        seed=config.seed,
+        drop_remainder=True,
+        first_epoch=consumed // batches_per_pass,
+        **dataset_options,
+    ).skip(consumed % batches_per_pass)
+    val_data = make_dataset(config.data, config.val_split, **dataset_options)
+    callbacks = [
+        best,
+        reduce_lr,
+        early_stopping,
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(run.log, append=True),
+        CurvesCallback(run.log, run.curves),
+        keras.callbacks.TensorBoard(run.tensorboard),
+        state,  # last: it saves what the others decided
+    ]
+    model.fit(
+        train_data,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        shuffle=False,  # the dataset shuffles itself, per epoch
+        validation_data=val_data,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return _result(run, state.saved() or {}, best=best.best, diverged=state.diverged)
+
+
+def _task_index() -> str:
+    return str(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+
+
+def _result(run: RunFolder, saved: dict, *, best, diverged: bool) -> TrainResult:
+    return TrainResult(
+        run=run,
+        epochs_done=saved.get("epochs_done", 0),
+        finished=saved.get("finished", False),
+        diverged=diverged,
+        best_val_mean_iou=None if best is None else float(best),
+    )
