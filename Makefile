@@ -9,7 +9,7 @@ DEMO_DIR ?= demo_out
 # Quiet TensorFlow's start-up banner (CUDA probing on a machine without a GPU).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup browser test lint format protos demo serve clean
+.PHONY: setup browser test test-fast lint format protos demo serve clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The full suite (what CI runs), and the fast lane for edit loops: everything that does not
+# train, export or start servers (tests marked `slow`).
 test: setup browser
 	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 # Debian's headless Chromium and Playwright's playwright-core (npm) for the results-page test.
 # Best effort: where they cannot be installed (not root, no npm), that test skips saying why.
@@ -57,37 +62,23 @@ protos: setup
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. client/proto/serving_wire.proto
 
 # The product end to end on this machine: synthetic VOC-format data (checked, previewed through
-# the training pipeline), a short DeepLab v3 training run from scratch on the CPU (MobileNetV2 at
-# 128x128, a few minutes), its evaluation on held-out images, its export as version 1 of the
-# model repository in models/, then `python -m serving demo`: the embedded server and the
-# gateway started on it, a drive video of held-out scenes streamed through the edge client
+# the training pipeline), a short DeepLab v3 training run from scratch on the CPU (the `demo`
+# preset: MobileNetV2 at 128x128, a few minutes), its evaluation on held-out images, its export
+# into the model repository in models/, then `python -m serving demo`: the embedded server and
+# the gateway started on it, a drive video of held-out scenes streamed through the edge client
 # (latency table, overlay video), held-out images through the gateway, everything stopped.
 # Export uses --resize stretch: training stretched the 4:3 scenes to the square input size, and
-# the model does better when it sees frames that way (README, "Export"). Versions the demo made
-# before are replaced; a models/deeplabv3/1 that it did not make is kept, and the demo's model
-# lands as the next version (the demo serves exactly its own version either way).
+# the model does better when it sees frames that way (docs/export.md). --replace removes the
+# versions this run exported before; other versions in models/ stay, and the demo serves
+# exactly its own version either way.
 DEMO_RUN := $(DEMO_DIR)/runs/demo
-DEMO_VERSION := models/deeplabv3/1
 demo: setup
 	$(PY) -m training data synth --out $(DEMO_DIR)/voc_synth --count 240 --seed 0 --size 480x360
 	$(PY) -m training data check --root $(DEMO_DIR)/voc_synth
 	$(PY) -m training data preview --root $(DEMO_DIR)/voc_synth --split train --augment --out $(DEMO_DIR)/preview_train.png
-	$(PY) -m training train --data $(DEMO_DIR)/voc_synth --out $(DEMO_RUN) --backbone mobilenetv2 \
-		--backbone-weights none --input-size 128 --batch-size 8 --epochs 15 --lr 2e-3 --bn-momentum 0.9 \
-		--reduce-lr-patience 2
+	$(PY) -m training train --preset demo --data $(DEMO_DIR)/voc_synth --out $(DEMO_RUN)
 	$(PY) -m training evaluate --run $(DEMO_RUN) --split test
-	@for version in models/deeplabv3/*/; do \
-		if grep -qs '"run": "$(abspath $(DEMO_RUN))"' $$version/assets.extra/export.json; then \
-			rm -rf $$version; \
-		fi; \
-	done
-	@if [ -d $(DEMO_VERSION) ]; then \
-		echo "demo: $(DEMO_VERSION) is not the demo's model: keeping it, exporting the next version"; \
-		VERSION=""; \
-	else \
-		VERSION="--version 1"; \
-	fi; \
-	$(PY) -m training export --run $(DEMO_RUN) --models-dir models --name deeplabv3 --resize stretch $$VERSION
+	$(PY) -m training export --run $(DEMO_RUN) --models-dir models --resize stretch --replace
 	$(PY) -m serving demo --models models --run $(DEMO_RUN) --images $(DEMO_DIR)/voc_synth/JPEGImages \
 		--list $(DEMO_RUN)/splits/test.txt --out $(DEMO_DIR)
 

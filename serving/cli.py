@@ -1,6 +1,6 @@
 """``python -m serving``: the embedded TF-Serving-compatible model server.
 
-    python -m serving --model-config models/models.config --port 8500
+    python -m serving --model-config models/models.config
     python -m serving --model-name deeplabv3 --model-base-path models/deeplabv3
 
 SIGTERM or SIGINT: stop accepting, let requests in flight finish (``--grace``), exit 0.
@@ -17,42 +17,72 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from serving.options import MIB, Limits, ServerOptions
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
+    defaults = ServerOptions()  # every default is the options' own
+    parser = argparse.ArgumentParser(
+        prog="python -m serving",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-config", type=Path, help="TF Serving ModelServerConfig file")
     source.add_argument("--model-name", help="serve one model (with --model-base-path)")
     parser.add_argument("--model-base-path", type=Path, help="folder of integer versions")
-    parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=defaults.port, help="gRPC port (0: any free)")
     parser.add_argument(
         "--metrics-port", type=int, help="Prometheus metrics HTTP port (0: any free port)"
     )
-    parser.add_argument("--poll-seconds", type=float, default=2.0, help="version scan interval")
-    parser.add_argument("--max-message-mb", type=int, default=64, help="gRPC message limit")
-    parser.add_argument("--workers", type=int, help="gRPC request threads")
-    parser.add_argument("--max-batch", type=int, default=32, help="frames per request")
-    parser.add_argument("--max-pixels", type=int, default=8_000_000, help="pixels per request")
     parser.add_argument(
-        "--max-concurrent", type=int, default=2, help="requests running the model at once"
+        "--poll-seconds", type=float, default=defaults.poll_seconds, help="version scan interval"
+    )
+    parser.add_argument(
+        "--max-message-mb",
+        type=int,
+        default=defaults.max_message_bytes // MIB,
+        help="gRPC message limit",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=defaults.workers, help="gRPC request threads"
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=defaults.limits.max_batch, help="frames per request"
+    )
+    parser.add_argument(
+        "--max-pixels", type=int, default=defaults.limits.max_pixels, help="pixels per request"
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=defaults.max_concurrent,
+        help="requests running the model at once",
     )
     parser.add_argument("--ssl-cert", type=Path, help="PEM certificate: serve gRPC over TLS")
     parser.add_argument("--ssl-key", type=Path, help="PEM private key of --ssl-cert")
-    parser.add_argument("--grace", type=float, default=10.0, help="shutdown grace (seconds)")
     parser.add_argument(
-        "--intra-op-threads", type=int, default=os.cpu_count(), help="TensorFlow op threads"
+        "--grace", type=float, default=defaults.grace, help="shutdown grace (seconds)"
     )
     parser.add_argument(
-        "--inter-op-threads", type=int, default=1, help="TensorFlow ops run side by side"
+        "--intra-op-threads",
+        type=int,
+        default=defaults.intra_op_threads,
+        help="TensorFlow op threads",
+    )
+    parser.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=defaults.inter_op_threads,
+        help="TensorFlow ops run side by side",
     )
     return parser
 
 
 def _set_tensorflow_threads(intra_op: int, inter_op: int) -> None:
-    """One request's convolutions use every core (intra-op); a frame's graph is a chain, so
-    running ops side by side (inter-op) only adds contention. Must precede TensorFlow's first
-    op (in a process where TensorFlow already ran, the settings stay as they were)."""
+    """Must precede TensorFlow's first op (in a process where TensorFlow already ran, the
+    settings stay as they were); why these defaults: :class:`serving.options.ServerOptions`."""
     import tensorflow as tf
 
     try:
@@ -82,11 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    _set_tensorflow_threads(args.intra_op_threads, args.inter_op_threads)
-
-    from serving.inputs import Limits
-    from serving.server import MIB, EmbeddedServer, ServerOptions, default_workers
-
     try:
         options = ServerOptions(
             host=args.host,
@@ -94,15 +119,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_port=args.metrics_port,
             poll_seconds=args.poll_seconds,
             max_message_bytes=args.max_message_mb * MIB,
-            workers=args.workers or default_workers(),
+            workers=args.workers,
             limits=Limits(max_batch=args.max_batch, max_pixels=args.max_pixels),
             max_concurrent=args.max_concurrent,
             tls_cert=args.ssl_cert,
             tls_key=args.ssl_key,
+            grace=args.grace,
+            intra_op_threads=args.intra_op_threads,
+            inter_op_threads=args.inter_op_threads,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    _set_tensorflow_threads(options.intra_op_threads, options.inter_op_threads)
+
+    from serving.server import EmbeddedServer
+
     # The handler only records the signal; the main thread stops the server (a handler that
     # blocked for the grace period could not be interrupted by a second signal).
     stop_requested = threading.Event()
@@ -125,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"listening on {args.host}:{server.port} (gRPC){metrics}", flush=True)
     stop_requested.wait()
-    server.stop(args.grace)
+    server.stop()
     print("stopped", flush=True)
     # Past the grace period gRPC has cancelled what still ran, but TensorFlow work may go on
     # in its threads; do not let interpreter shutdown wait for it.

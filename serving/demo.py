@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from client import contract
 from client.overlay import draw_legend, side_by_side
 
 _ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -111,17 +112,21 @@ def _wait_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None
 def demo_config(models: Path, run: Path, out: Path) -> Path:
     """A ModelServerConfig that serves exactly the version exported from ``run`` (the
     repository may hold newer versions of the user's own), written to ``out``."""
-    base = (models / "deeplabv3").resolve()
+    base = (models / contract.DEFAULT_MODEL_NAME).resolve()
     versions = []
-    for info in base.glob("*/assets.extra/export.json"):
-        exported_from = Path(json.loads(info.read_text()).get("run", ""))
-        if exported_from.resolve() == run.resolve() and info.parents[1].name.isdigit():
-            versions.append(int(info.parents[1].name))
+    for number, folder in contract.version_folders(base).items():
+        try:
+            info = json.loads((folder / contract.EXPORT_INFO_PATH).read_text())
+        except (OSError, ValueError):
+            continue  # a version without export.json was not exported by training
+        if Path(info.get("run", "")).resolve() == run.resolve():
+            versions.append(number)
     if not versions:
         raise FileNotFoundError(f"no version in {base} was exported from {run}")
     config = out / "demo_models.config"
     config.write_text(
-        'model_config_list {\n  config {\n    name: "deeplabv3"\n'
+        "model_config_list {\n  config {\n"
+        f'    name: "{contract.DEFAULT_MODEL_NAME}"\n'
         f'    base_path: "{base}"\n    model_platform: "tensorflow"\n'
         f"    model_version_policy {{ specific {{ versions: {max(versions)} }} }}\n  }}\n}}\n"
     )
@@ -279,6 +284,6 @@ def _run(args: argparse.Namespace) -> int:
         "predictions.png (held-out images through the gateway), latency.json and latency.png "
         "(per-frame latency), drive.mp4 (the input).\n"
         f"      Serve the model yourself: make serve  (then python -m serving gateway, and open "
-        "http://localhost:8000/)"
+        f"http://localhost:{contract.GATEWAY_PORT}/)"
     )
     return 0

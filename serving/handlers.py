@@ -1,8 +1,8 @@
 """TF Serving's Predict, GetModelMetadata and GetModelStatus on a ModelManager, proto in,
 proto out, with TF Serving's defaults, status codes and messages (errors as ServingError).
 
-    >>> response = predict(manager, request, Limits())
-    >>> response.model_spec.version.value  # the version that answered
+    response = predict(manager, request, Limits())
+    response.model_spec.version.value  # the version that answered
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
+from client import contract
 from serving.errors import ServingError, invalid
-from serving.inputs import Limits, check_inputs
+from serving.inputs import check_inputs
 from serving.manager import ModelManager
-from serving.servable import WARMUP_FILE, LoadedVersion
+from serving.options import Limits
+from serving.servable import LoadedVersion
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = contract.SEGMENT.name  # TF Serving's default signature key
 GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 STATES = get_model_status_pb2.ModelVersionStatus.State
 
@@ -101,7 +103,7 @@ def predict(
 def replay_warmup(version: LoadedVersion, limits: Limits) -> int:
     """Runs the version's ``assets.extra/tf_serving_warmup_requests`` (PredictLog records),
     as TF Serving does before a version goes AVAILABLE; a failing record fails the load."""
-    path = version.path / WARMUP_FILE
+    path = version.path / contract.WARMUP_PATH
     if not path.is_file():
         return 0
     count = 0

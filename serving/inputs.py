@@ -6,16 +6,15 @@ dimensions (3 colour channels), empty tensors, a batch or pixel count over the s
 a ``tensor_content`` of the wrong length, and encoded images that are not JPEG/PNG/GIF/BMP or
 whose header is unreadable. Inputs left out that the signature has a default for get it.
 
-    >>> arrays = check_inputs(signature_def, request.inputs, Limits())
-    >>> arrays["images"].shape
-    (1, 480, 640, 3)
+    arrays = check_inputs(signature_def, request.inputs, Limits())
+    arrays["images"].shape
+    # → (1, 480, 640, 3)
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -24,24 +23,11 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving.errors import invalid
+from serving.options import Limits
 
 # The contract's formats. (TensorFlow would also decode GIF, every frame of it, whatever the
 # header says: a pixel limit read from headers cannot hold for GIFs.)
 ENCODED_FORMATS = ("JPEG", "PNG")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-request limits (a 1080p frame is 2.1 M pixels). A request's peak memory is about
-    170 bytes per pixel (float32 logits of 21 classes at the frame size, twice), so the
-    default 8 M pixels (4 × 1080p) is about 1.4 GB."""
-
-    max_batch: int = 32
-    max_pixels: int = 8_000_000
-
-
-# For the model's own warmup records: TF Serving replays them whatever its request limits.
-NO_LIMITS = Limits(max_batch=2**31, max_pixels=2**62)
 
 
 def _dtype_name(dtype: int) -> str:

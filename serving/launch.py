@@ -20,8 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from client.contract import GRPC_PORT, REST_PORT, version_folders
+
 IMAGE = "rc-seg-serve"
-GRPC_PORT, REST_PORT = 8500, 8501
 
 
 def docker_with_nvidia() -> bool:
@@ -52,8 +53,7 @@ def exported_versions(models_dir: Path) -> dict[str, list[int]]:
     versions = {}
     for source in read_model_config(models_dir / "models.config"):
         path = models_dir / source.base_path.name
-        found = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
-        versions[source.name] = sorted(found)
+        versions[source.name] = list(version_folders(path))
     return versions
 
 

@@ -9,17 +9,16 @@ fails to load or to warm up is reported (END with the error, in GetModelStatus a
 and retried only when its folder changes; the versions already serving keep serving (a
 version leaves only once a wanted one serves).
 
-    >>> manager = ModelManager(read_model_config("models/models.config"), poll_seconds=2)
-    >>> manager.start()
-    >>> with manager.serving("deeplabv3") as version:  # the newest available version
-    ...     version.signatures["serving_default"](images=frames)
+    manager = ModelManager(read_model_config("models/models.config"), poll_seconds=2)
+    manager.start()
+    with manager.serving("deeplabv3") as version:  # the newest available version
+        version.signatures["serving_default"](images=frames)
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import grpc
 
+from client.contract import version_folders
 from serving.errors import ServingError
 from serving.model_config import ModelSource, select_versions
 from serving.servable import LoadedVersion, load_version
@@ -52,16 +52,6 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return len(stats), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
-
-
-def _version_folders(base_path: Path) -> dict[int, Path]:
-    if not base_path.is_dir():
-        return {}
-    return {
-        int(p.name): p
-        for p in base_path.iterdir()
-        if p.is_dir() and re.fullmatch(r"[0-9]+", p.name)  # ASCII digits: TF Serving's rule
-    }
 
 
 class _Model:
@@ -128,7 +118,7 @@ class ModelManager:
         self.on_change(model.source.name, version, state, seconds)
 
     def _sync_model(self, model: _Model) -> None:
-        folders = _version_folders(model.source.base_path)
+        folders = version_folders(model.source.base_path)
         wanted = set(select_versions(model.source, list(folders)))
         if not folders and not model.warned_empty:  # once, not every scan
             log.warning(

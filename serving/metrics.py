@@ -4,8 +4,8 @@ Requests by model, signature and status code; latency histograms; requests in fl
 load time and the state of each version. Each server has its own registry, so several can run
 in one process (the tests do).
 
-    >>> metrics = ServingMetrics()
-    >>> http = metrics.serve("127.0.0.1", 8502)   # GET /monitoring/prometheus/metrics
+    metrics = ServingMetrics()
+    http = metrics.serve("127.0.0.1", 8502)   # GET /monitoring/prometheus/metrics
 """
 
 from __future__ import annotations

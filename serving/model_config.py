@@ -3,11 +3,11 @@
 The file is TF Serving's own text-format ``ModelServerConfig`` (``models/models.config``),
 parsed with the official protos, so one file drives TF Serving in Docker and this server.
 
-    >>> sources = read_model_config("models/models.config")
-    >>> sources[0].name, sources[0].base_path
-    ('deeplabv3', PosixPath('models/deeplabv3'))
-    >>> select_versions(sources[0], [1, 2, 3])  # version policy "latest" (1)
-    [3]
+    sources = read_model_config("models/models.config")
+    sources[0].name, sources[0].base_path
+    # → ('deeplabv3', PosixPath('models/deeplabv3'))
+    select_versions(sources[0], [1, 2, 3])  # version policy "latest" (1)
+    # → [3]
 
 TF Serving requires absolute base paths; ``/models/deeplabv3`` is where Dockerfile.serve puts
 the repository. Outside the container such a path usually does not exist, so a missing

@@ -4,10 +4,10 @@ All compute is the SavedModel's: this is a handle around ``tf.saved_model.load``
 runtime. The SignatureDefs come from ``saved_model.pb`` itself, so input names, dtypes,
 shapes and defaults are exactly what TF Serving would see.
 
-    >>> version = load_version("deeplabv3", 3, Path("models/deeplabv3/3"))
-    >>> with version.in_flight():
-    ...     outputs = version.signatures["serving_default"](images=frames)
-    ...     class_map = version.outputs_of("serving_default", ["class_map"])(images=frames)
+    version = load_version("deeplabv3", 3, Path("models/deeplabv3/3"))
+    with version.in_flight():
+        outputs = version.signatures["serving_default"](images=frames)
+        class_map = version.outputs_of("serving_default", ["class_map"])(images=frames)
 
 Like TF Serving, which runs the session for the requested fetches only, a request that asks for
 some of a signature's outputs (``output_filter``) runs only the ops they need:
@@ -27,8 +27,6 @@ from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
-
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 
 
 class InFlight:

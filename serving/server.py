@@ -1,8 +1,8 @@
 """The embedded model server: TF Serving's gRPC API on a ModelManager, plus health and metrics.
 
-    >>> server = EmbeddedServer(sources, ServerOptions(port=8500))
-    >>> server.start()           # loads the models, then listens
-    >>> server.stop(grace=10)    # `python -m serving` does this on SIGTERM/SIGINT
+    server = EmbeddedServer(sources, ServerOptions())
+    server.start()           # loads the models, then listens
+    server.stop(grace=10)    # `python -m serving` does this on SIGTERM/SIGINT
 
 ``stop(grace)`` is TF Serving's shutdown: the health service turns NOT_SERVING, no new RPC is
 accepted, RPCs in flight get ``grace`` seconds to finish.
@@ -11,79 +11,28 @@ accepted, RPCs in flight get ``grace`` seconds to finish.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving import handlers
-from serving.inputs import NO_LIMITS, Limits
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.model_config import ModelSource
+from serving.options import NO_LIMITS, ServerOptions
 from serving.servable import InFlight
 from serving.services import ModelService, PredictionService
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 # After the last call in flight returned, how long its answer may take to leave before gRPC
 # closes the connections (bounded by the grace period).
 ANSWER_FLUSH_SECONDS = 1.0
-
-
-def default_workers() -> int:
-    """Request threads: enough to keep the model busy and queue a few more; each waits on
-    TensorFlow, which uses the cores itself (intra-op threads)."""
-    return max(4, 2 * (os.cpu_count() or 1))
-
-
-@dataclass
-class ServerOptions:
-    host: str = "0.0.0.0"
-    port: int = 8500
-    metrics_port: int | None = None  # None: no metrics endpoint
-    poll_seconds: float = 2.0
-    max_message_bytes: int = 64 * MIB
-    workers: int = field(default_factory=default_workers)
-    limits: Limits = field(default_factory=Limits)
-    unload_timeout: float = 60.0
-    # Requests running the model at once; the others wait their turn. On a CPU, parallel runs
-    # only share the cores (and each holds its frame's big tensors).
-    max_concurrent: int = 2
-    # PEM files: with both, the port speaks TLS (robots reaching the server over Wi-Fi).
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-
-    def __post_init__(self):
-        # A request's outputs are 2 bytes per pixel; they must fit one gRPC message.
-        if 2 * self.limits.max_pixels > self.max_message_bytes:
-            raise ValueError(
-                f"--max-pixels {self.limits.max_pixels:,} gives responses of up to "
-                f"{2 * self.limits.max_pixels:,} bytes, over --max-message-mb "
-                f"({self.max_message_bytes:,} bytes)"
-            )
-        if self.max_concurrent < 1:
-            raise ValueError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("TLS needs both --ssl-cert and --ssl-key")
-
-    def credentials(self) -> grpc.ServerCredentials | None:
-        """TLS credentials from the PEM files, or None for a plain port."""
-        if self.tls_cert is None or self.tls_key is None:
-            return None
-        try:
-            pair = (Path(self.tls_key).read_bytes(), Path(self.tls_cert).read_bytes())
-        except OSError as error:
-            raise ValueError(f"cannot read TLS file: {error}") from error
-        return grpc.ssl_server_credentials([pair])
 
 
 class EmbeddedServer:
@@ -145,10 +94,12 @@ class EmbeddedServer:
         if self.options.metrics_port is not None:
             self.metrics_http = self.metrics.serve(self.options.host, self.options.metrics_port)
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stops accepting, lets in-flight RPCs finish within ``grace`` seconds."""
+    def stop(self, grace: float | None = None) -> None:
+        """Stops accepting, lets in-flight RPCs finish within ``grace`` seconds (default:
+        the options')."""
         if self._stopped.is_set():
             return
+        grace = self.options.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
         if self._grpc is not None:
             # Calls in flight finish with the connections open and their answers get a moment

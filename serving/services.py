@@ -17,9 +17,9 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from serving import handlers
 from serving.errors import ServingError
-from serving.inputs import Limits
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
+from serving.options import Limits
 from serving.servable import InFlight
 
 log = logging.getLogger(__name__)

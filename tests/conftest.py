@@ -17,6 +17,30 @@ REPO = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = Path(os.environ.get("VOC_SAMPLE_DIR", REPO.parent / "shared" / "data" / "voc_sample"))
 
 
+# Fixtures that train, export or start servers: every test that uses one (directly or through
+# another fixture) is marked `slow`, so `make test-fast` (pytest -m "not slow") leaves it out.
+# Tests that train or export by themselves carry the mark in their own module.
+SLOW_FIXTURES = frozenset(
+    {
+        "trained_run",
+        "exported_version",
+        "served_models",
+        "start_server",
+        "server",
+        "small_run",
+        "tiny_run",
+        "resume_root",
+        "model_server",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def voc_sample() -> Path:
     """The nine real VOC 2012 pairs with split lists (read-only)."""
@@ -85,9 +109,9 @@ def served_models(exported_version, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def start_server(served_models) -> Callable:
     """``start_server(port=0, **options)`` → a started EmbeddedServer; stopped at session end."""
-    from serving.inputs import Limits
     from serving.model_config import single_model
-    from serving.server import EmbeddedServer, ServerOptions
+    from serving.options import Limits, ServerOptions
+    from serving.server import EmbeddedServer
 
     started = []
 

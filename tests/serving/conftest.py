@@ -7,9 +7,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from serving.inputs import Limits
 from serving.model_config import single_model
-from serving.server import EmbeddedServer, ServerOptions
+from serving.options import Limits, ServerOptions
+from serving.server import EmbeddedServer
 from tests.helpers import copy_version
 
 LIMITS = Limits(max_batch=4, max_pixels=1_500_000)

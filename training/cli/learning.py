@@ -37,12 +37,17 @@ _TRAIN_OPTIONS = {f.name for f in fields(TrainConfig)} - {
 }
 
 
+def train_config_from(args: argparse.Namespace) -> TrainConfig:
+    """The preset's values with the flags given on top (a flag left out is absent from
+    ``args``, so ``--backbone-weights none`` overrides a preset's weights)."""
+    given = {name: getattr(args, name) for name in _TRAIN_OPTIONS if hasattr(args, name)}
+    return train_config(args.preset, data=str(args.data), out=str(args.out), **given)
+
+
 def _train(args: argparse.Namespace) -> int:
     from training.learning.train import train
 
-    given = {name: getattr(args, name) for name in _TRAIN_OPTIONS if hasattr(args, name)}
-    config = train_config(args.preset, data=str(args.data), out=str(args.out), **given)
-    result = train(config, verbose=args.keras_verbose)
+    result = train(train_config_from(args), verbose=args.keras_verbose)
     best = "none yet" if result.best_val_mean_iou is None else f"{result.best_val_mean_iou:.4f}"
     print(
         f"{result.run.path}: {result.epochs_done} epochs done, best val mean IoU {best}; "

@@ -3,8 +3,8 @@
 Used by ``python -m training data check`` and by the pipeline's prepare step, so a bad file
 is always reported (file, what, expected vs got) and never silently dropped.
 
-    >>> report = check_root("VOCdevkit/VOC2012")
-    >>> print(report.format()); report.raise_if_problems()
+    report = check_root("VOCdevkit/VOC2012")
+    print(report.format()); report.raise_if_problems()
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Getting PASCAL VOC 2012 onto disk: resumable download, MD5 check, safe extraction.
 
->>> voc_root = download_voc2012("data")  # data/VOCdevkit/VOC2012, idempotent
->>> voc_root = download_voc2012("data", from_tar="~/Downloads/VOCtrainval_11-May-2012.tar")
+voc_root = download_voc2012("data")  # data/VOCdevkit/VOC2012, idempotent
+voc_root = download_voc2012("data", from_tar="~/Downloads/VOCtrainval_11-May-2012.tar")
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A picture of what the model will see: pipeline outputs as image | colorized mask tiles.
 
->>> write_preview("VOCdevkit/VOC2012", "train", "grid.png", augment=True)
+write_preview("VOCdevkit/VOC2012", "train", "grid.png", augment=True)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ ones. Every class has its own silhouette, colour family and surface texture, all
 object, so a model has to use shape and texture, not one colour. Masks carry VOC's 255 band on
 object outlines; images are JPEG-compressed. Deterministic: sample i depends only on (seed, i).
 
-    >>> write_synthetic_voc("data/synth", count=200, seed=0, size=(480, 360))
+    write_synthetic_voc("data/synth", count=200, seed=0, size=(480, 360))
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A VOC-format root holds ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` 
 the pixel values *are* the class ids, the palette only colours them) and
 ``ImageSets/Segmentation/<list>.txt``.
 
-    >>> mask = read_mask("VOC2012/SegmentationClass/2007_000032.png")  # uint8 ids, 255 = border
-    >>> ids = resolve_split("VOC2012", "test")  # second half of val.txt, seed 4321
+    mask = read_mask("VOC2012/SegmentationClass/2007_000032.png")  # uint8 ids, 255 = border
+    ids = resolve_split("VOC2012", "test")  # second half of val.txt, seed 4321
 """
 
 from __future__ import annotations

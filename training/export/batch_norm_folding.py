@@ -5,11 +5,11 @@ with ``s = gamma / sqrt(moving_variance + epsilon)``, so a convolution followed 
 convolution with a scaled kernel and a bias. Grappler fuses Conv+BN on some paths, but the BN
 math (the rsqrt, the multiply-add per activation) still runs on every call; folding it into the
 weights once removes it: ResNet-50's export takes 8–16 % less time for a 480×640 frame on a
-2-core AVX-512 CPU (``benchmarks/inference_speed.py``, README Performance).
+2-core AVX-512 CPU (``benchmarks/inference_speed.py``, docs/performance.md).
 
-    >>> folded = fold_batch_norms(model)   # same outputs within float error, fewer ops
-    >>> folded_batch_norms(folded)         # how many batch norms were folded (for reports)
-    59
+    folded = fold_batch_norms(model)   # same outputs within float error, fewer ops
+    folded_batch_norms(folded)         # how many batch norms were folded (for reports)
+    # → 59
 
 A batch norm is folded when it directly follows a Conv2D or DepthwiseConv2D (subclasses such
 as :class:`training.fast_inference.NativeDilatedConv2D` included, and keep their class) whose

@@ -7,18 +7,18 @@ is padded to 2.25× its work, and the reshuffles cost memory bandwidth. Conv2D's
 ``dilations`` attribute runs the atrous kernel directly (oneDNN on x86 CPUs, cuDNN on GPUs),
 with the same standard op TF Serving loads.
 
-    >>> fast = with_native_dilation(model)   # same weights, same outputs (within float error)
+    fast = with_native_dilation(model)   # same weights, same outputs (within float error)
 
 Only Conv2D layers with dilation > 1 and stride 1 change (ResNet-50's conv5 and the ASPP
 branches; MobileNetV2's dilated depthwise blocks keep the lowering, see ``_NATIVE``); the rest
 of the model is copied as is.
 
-Export applies every rewrite that paid off in ``benchmarks/inference_speed.py`` (README,
-Performance) through :func:`optimize_for_inference`: native dilation, then batch norms folded
-into the convolutions (:mod:`training.export.batch_norm_folding`).
+Export applies every rewrite that paid off in ``benchmarks/inference_speed.py``
+(docs/performance.md) through :func:`optimize_for_inference`: native dilation, then batch
+norms folded into the convolutions (:mod:`training.export.batch_norm_folding`).
 
-    >>> served = optimize_for_inference(model)                        # what export serves
-    >>> served = optimize_for_inference(model, InferenceOptimizations(fold_batch_norms=False))
+    served = optimize_for_inference(model)                        # what export serves
+    served = optimize_for_inference(model, InferenceOptimizations(fold_batch_norms=False))
 """
 
 from __future__ import annotations

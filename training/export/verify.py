@@ -9,8 +9,8 @@ agreement with the float32 model. It fails below ``min_agreement`` overall, belo
 that slack in any single check (a small frame is a tiny share of all pixels), or, for reduced
 precision, below ``min_float32_agreement`` against the float32 model.
 
-    >>> report = verify_saved_model(path, {"float32": model}, frames, graph_options=opts)
-    >>> report.passed, f"{report.agreement:.4%}"
+    report = verify_saved_model(path, {"float32": model}, frames, graph_options=opts)
+    report.passed, f"{report.agreement:.4%}"
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ requested outputs, so the records hold camera-sized frames: one raw frame per si
 to), one JPEG for ``segment_jpeg``, and each of those again with ``output_filter`` =
 class_map (what the edge client asks for by default).
 
-    >>> write_warmup_requests("models/deeplabv3/.export-3/", "deeplabv3")
-    >>> [log.predict_log.request.model_spec.signature_name
-    ...  for log in read_warmup_requests("models/deeplabv3/3")]
-    ['serving_default', 'serving_default', 'segment_jpeg',
-     'serving_default', 'serving_default', 'segment_jpeg']
+    write_warmup_requests("models/deeplabv3/.export-3/", "deeplabv3")
+    [log.predict_log.request.model_spec.signature_name
+     for log in read_warmup_requests("models/deeplabv3/3")]
+    # → ['serving_default', 'serving_default', 'segment_jpeg',
+    #    'serving_default', 'serving_default', 'segment_jpeg']
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Training curves (loss, mean IoU, accuracies, learning rate) drawn from the run's CSV log.
 
-    >>> plot_training_curves("runs/voc/log.csv", "runs/voc/curves.png")
+    plot_training_curves("runs/voc/log.csv", "runs/voc/curves.png")
 
 :class:`CurvesCallback` redraws the PNG after every epoch, so an interrupted run still has it.
 """

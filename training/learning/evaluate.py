@@ -6,8 +6,8 @@ sees the image at the size the exported model picks (``resize="aspect"``: long s
 training size; ``"stretch"``: the training size), and its logits are resized back to the image
 before the argmax, so the score is the one a deployed model earns.
 
-    >>> report = evaluate_run("runs/voc", split="test")
-    >>> print(report.table())
+    report = evaluate_run("runs/voc", split="test")
+    print(report.table())
 
 Writes ``<run>/evaluation/<split>[-full-res][-<precision>]/``: ``metrics.json``,
 ``confusion.png`` (rows normalized: where each true class's pixels went) and

@@ -6,9 +6,9 @@ ignored pixels are replaced by class 0 *and* zeroed by a mask before any one-hot
 in no mean; their logits get an exact zero gradient. Every loss returns one value per
 image, so Keras' default reduction averages over the batch.
 
-    >>> model.compile(loss=CrossEntropyDiceLoss(), ...)  # the book's final loss, fixed
-    >>> weights = class_weights_from_counts(count_class_pixels(train_masks))
-    >>> loss = WeightedSparseCategoricalCrossentropy(class_weights=weights)
+    model.compile(loss=CrossEntropyDiceLoss(), ...)  # the book's final loss, fixed
+    weights = class_weights_from_counts(count_class_pixels(train_masks))
+    loss = WeightedSparseCategoricalCrossentropy(class_weights=weights)
 
 ``class_weights`` is ``"per_image"`` (the book's: in each image ``w_c = 1 - n_c / N`` over its
 valid pixels), ``None`` (all ones) or ``num_classes`` fixed floats.
@@ -159,8 +159,8 @@ class WeightedSparseCategoricalCrossentropy(_SegmentationLoss):
 
     An image without valid pixels contributes 0 (not NaN).
 
-        >>> loss = WeightedSparseCategoricalCrossentropy(class_weights=None)  # plain CE
-        >>> loss(labels_uint8, logits)  # labels [B,H,W] or [B,H,W,1], 255 = ignore
+        loss = WeightedSparseCategoricalCrossentropy(class_weights=None)  # plain CE
+        loss(labels_uint8, logits)  # labels [B,H,W] or [B,H,W,1], 255 = ignore
     """
 
     def __init__(
@@ -186,7 +186,7 @@ class DiceLoss(_SegmentationLoss):
     for a perfect prediction, and 0 when no class carries weight (no valid pixels, or a
     one-class image under the book's per-image weights, which give that class 1 − 1 = 0).
 
-        >>> DiceLoss(class_weights=None, smooth=1.0)(labels, logits)  # shape [] after reduction
+        DiceLoss(class_weights=None, smooth=1.0)(labels, logits)  # shape [] after reduction
     """
 
     def __init__(
@@ -212,7 +212,7 @@ class DiceLoss(_SegmentationLoss):
 class CrossEntropyDiceLoss(DiceLoss):
     """Weighted cross-entropy + dice (the book's final loss), same weights for both terms.
 
-    >>> model.compile(optimizer="adam", loss=CrossEntropyDiceLoss())
+    model.compile(optimizer="adam", loss=CrossEntropyDiceLoss())
     """
 
     def __init__(self, *args, name: str = "cross_entropy_dice_loss", **kwargs):
@@ -229,7 +229,7 @@ def count_class_pixels(
 ) -> np.ndarray:
     """Pixels of each class over ``masks`` (int64 [num_classes]); ignored pixels not counted.
 
-        >>> counts = count_class_pixels(read_mask(p) for p in mask_paths)
+        counts = count_class_pixels(read_mask(p) for p in mask_paths)
 
     Raises ValueError naming the mask and the value if a label is neither a class nor
     ``ignore_label``.
@@ -259,8 +259,8 @@ def class_weights_from_counts(
     over classes that have pixels. ``"inverse"``: ``w_c ∝ 1 / f_c``, scaled so the
     pixel-weighted mean weight ``Σ f_c·w_c`` is 1. Classes without pixels get 0.
 
-        >>> class_weights_from_counts([6, 3, 1, 0]).tolist()
-        [0.5, 1.0, 3.0, 0.0]
+        class_weights_from_counts([6, 3, 1, 0]).tolist()
+        # → [0.5, 1.0, 3.0, 0.0]
     """
     counts = np.asarray(pixel_counts, dtype=np.float64)
     if counts.ndim != 1 or counts.size == 0:

@@ -6,9 +6,9 @@ columns = predicted; ignored pixels excluded) and scores it once at the end, so 
 equals one shot and absent classes count in no mean. The formulas live in two pure functions
 shared with evaluation scripts.
 
-    >>> model.compile(..., metrics=[PixelAccuracy(), MeanAccuracy(), MeanIoU()])
-    >>> confusion = update_confusion(labels, logits)  # one batch, float64 [21, 21]
-    >>> scores_from_confusion(confusion)["mean_iou"].numpy()
+    model.compile(..., metrics=[PixelAccuracy(), MeanAccuracy(), MeanIoU()])
+    confusion = update_confusion(labels, logits)  # one batch, float64 [21, 21]
+    scores_from_confusion(confusion)["mean_iou"].numpy()
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def scores_from_confusion(confusion) -> dict[str, tf.Tensor]:
 
     Scalars are 0.0 when nothing counts, never NaN.
 
-        >>> scores = scores_from_confusion(np.array([[3, 1], [0, 0]]))
-        >>> float(scores["mean_iou"]), float(scores["mean_accuracy"])
-        (0.375, 0.75)
+        scores = scores_from_confusion(np.array([[3, 1], [0, 0]]))
+        float(scores["mean_iou"]), float(scores["mean_accuracy"])
+        # → (0.375, 0.75)
     """
     confusion = tf.cast(tf.convert_to_tensor(confusion), tf.float64)
     if confusion.shape.rank != 2 or confusion.shape[0] != confusion.shape[1]:

@@ -1,6 +1,6 @@
 """Segment one image with a run's best weights and write the colorized overlay.
 
-    >>> predict_image("runs/voc", "street.jpg", "street_overlay.png")
+    predict_image("runs/voc", "street.jpg", "street_overlay.png")
 
 The same inference graph as the exported model (``training.model.inference_graph``): the network
 sees the image at the export's size (``resize``), logits are resized back to the image before

@@ -9,10 +9,10 @@ the previous epoch's complete state or the new one; on restart the CSV rows of a
 state was not saved are dropped, and that epoch runs again (with the same data, see
 :func:`training.data.make_dataset`'s ``first_epoch``).
 
-    >>> best = BestWeights(run_dir / "best.weights.h5")
-    >>> state = RunState(run_dir / "state", watched=[best, reduce_lr, early_stopping])
-    >>> initial_epoch = state.restore(model, csv_log=run_dir / "log.csv")  # 0 on a new run
-    >>> model.fit(..., initial_epoch=initial_epoch, callbacks=[best, ..., state])  # state last
+    best = BestWeights(run_dir / "best.weights.h5")
+    state = RunState(run_dir / "state", watched=[best, reduce_lr, early_stopping])
+    initial_epoch = state.restore(model, csv_log=run_dir / "log.csv")  # 0 on a new run
+    model.fit(..., initial_epoch=initial_epoch, callbacks=[best, ..., state])  # state last
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ runs/NAME/
   tensorboard/       TensorBoard logs
   evaluation/        what `python -m training evaluate` writes
 
->>> run = RunFolder("runs/voc")
->>> model = run.load_model()  # best weights, ready for predict/evaluate/export
+run = RunFolder("runs/voc")
+model = run.load_model()  # best weights, ready for predict/evaluate/export
 """
 
 from __future__ import annotations

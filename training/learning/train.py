@@ -1,7 +1,7 @@
 """Training DeepLab v3 with Keras' fit, the book's callbacks, and resume after any interruption.
 
-    >>> config = TrainConfig(data="VOCdevkit/VOC2012", out="runs/voc")
-    >>> result = train(config)  # the same call again continues an interrupted run
+    config = TrainConfig(data="VOCdevkit/VOC2012", out="runs/voc")
+    result = train(config)  # the same call again continues an interrupted run
 
 Several GPUs on one machine train under ``MirroredStrategy``; several machines under
 ``MultiWorkerMirroredStrategy``, chosen when ``TF_CONFIG`` is set (each worker runs the same

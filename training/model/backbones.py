@@ -4,8 +4,8 @@ DeepLab keeps the feature map at 1/16 (or 1/8) of the input by turning the last 
 into a stride-1 stage with atrous (dilated) convolutions. Dilation does not change a kernel's
 shape, so every pretrained weight of the rebuilt stages is copied over unchanged.
 
-    >>> features = dilated_backbone("resnet50", output_stride=16, weights=None)
-    >>> features.output.shape  # (None, None, None, 2048), 1/16 of the input
+    features = dilated_backbone("resnet50", output_stride=16, weights=None)
+    features.output.shape  # (None, None, None, 2048), 1/16 of the input
 
 The backbone takes images as float32 in [0, 1] (what :func:`training.data.normalize_image`
 gives) and applies its ImageNet preprocessing inside the graph, so training, export and the

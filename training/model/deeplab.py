@@ -4,9 +4,9 @@ Dilated backbone → ASPP (1×1, three 3×3 atrous branches, image pooling) → 
 1×1 projection → 1×1 classifier → bilinear resize to the input. Both resizes read sizes at run
 time, so one model serves any input size (the book hard-codes 24 and 384).
 
-    >>> model = build_deeplabv3(21, backbone="resnet50", backbone_weights=None)
-    >>> model(np.zeros((1, 384, 512, 3), "float32")).shape  # logits at the input's size
-    TensorShape([1, 384, 512, 21])
+    model = build_deeplabv3(21, backbone="resnet50", backbone_weights=None)
+    model(np.zeros((1, 384, 512, 3), "float32")).shape  # logits at the input's size
+    # → TensorShape([1, 384, 512, 21])
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ the training input size and rounds both sides to a multiple of the output stride
 grid then covers the frame exactly); ``"stretch"`` resizes to the training input size like the
 book, distorting frames of another aspect ratio.
 
-    >>> network_size(tf.constant([480, 640]), input_size=(384, 384), output_stride=16)
-    <tf.Tensor: shape=(2,), dtype=int32, numpy=array([288, 384], dtype=int32)>
-    >>> outputs = segment_frames(model, frames, input_size=(384, 384), output_stride=16)
-    >>> outputs["class_map"].shape  # == frames.shape[:3]
+    network_size(tf.constant([480, 640]), input_size=(384, 384), output_stride=16)
+    # → <tf.Tensor: shape=(2,), dtype=int32, numpy=array([288, 384], dtype=int32)>
+    outputs = segment_frames(model, frames, input_size=(384, 384), output_stride=16)
+    outputs["class_map"].shape  # == frames.shape[:3]
 """
 
 from __future__ import annotations

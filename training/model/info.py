@@ -5,8 +5,8 @@ Multiply-adds are counted per convolution from the static output shape: a dilate
 useful part). Batch norm, activations, additions and resizes are not counted; they are a small
 share and batch norm folds into the convolutions at export.
 
-    >>> info = describe("mobilenetv2", input_size=(384, 384))
-    >>> info.multiply_adds / 1e9, info.parameters / 1e6
+    info = describe("mobilenetv2", input_size=(384, 384))
+    info.multiply_adds / 1e9, info.parameters / 1e6
 """
 
 from __future__ import annotations

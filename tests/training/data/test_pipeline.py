@@ -1,6 +1,5 @@
 """The tf.data pipeline on synthetic and real VOC files."""
 
-import os
 import shutil
 
 import cv2
@@ -11,7 +10,6 @@ import tensorflow as tf
 from client.palette import voc_colormap
 from training.data import voc
 from training.data.check import DatasetError
-from training.data.index_masks import index_mask_path, prepare_index_masks
 from training.data.pipeline import make_dataset, random_crop_or_resize, random_flip
 
 SMALL = (96, 128)  # (height, width) of network inputs in these tests
@@ -249,37 +247,6 @@ def test_bad_sample_is_an_error_not_a_drop(synth_root, tmp_path):
         make_dataset(root, "train", batch_size=2, input_size=SMALL)
 
 
-def test_index_masks_are_made_once_and_refreshed_when_the_source_changes(synth_root, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(synth_root, root)
-    ids = voc.resolve_split(root, "train")
-    index_dir = prepare_index_masks(root, ids, progress=False)
-    assert index_dir == root / "SegmentationClassIndex"
-    target = index_mask_path(index_dir, ids[0])
-    np.testing.assert_array_equal(
-        cv2.imread(str(target), cv2.IMREAD_UNCHANGED), voc.read_mask(voc.mask_path(root, ids[0]))
-    )
-    before = target.stat().st_mtime_ns
-    prepare_index_masks(root, ids, progress=False)
-    assert target.stat().st_mtime_ns == before
-    # A replacement with an *older* mtime (tar -x, cp -p, rsync -a) is noticed too.
-    new_mask = np.full_like(voc.read_mask(voc.mask_path(root, ids[0])), 7)
-    old_mtime = voc.mask_path(root, ids[0]).stat().st_mtime_ns - 10**9
-    voc.write_mask(new_mask, voc.mask_path(root, ids[0]))
-    os.utime(voc.mask_path(root, ids[0]), ns=(old_mtime, old_mtime))
-    prepare_index_masks(root, ids, progress=False)
-    np.testing.assert_array_equal(cv2.imread(str(target), cv2.IMREAD_UNCHANGED), new_mask)
-
-
-def test_index_masks_are_checked_again_for_fewer_classes(synth_root, tmp_path):
-    ids = voc.resolve_split(synth_root, "train")
-    prepare_index_masks(synth_root, ids, tmp_path, progress=False)
-    with pytest.raises(DatasetError, match="expected 0–1 and 255"):
-        prepare_index_masks(synth_root, ids, tmp_path, num_classes=2, progress=False)
-    with pytest.raises(DatasetError, match="expected 0–1 and 255"):
-        make_dataset(synth_root, "train", batch_size=2, index_dir=tmp_path, num_classes=2)
-
-
 def test_argument_errors(synth_root, tmp_path):
     with pytest.raises(ValueError, match="resize_before_crop"):
         make_dataset(
@@ -293,12 +260,3 @@ def test_argument_errors(synth_root, tmp_path):
         )
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(synth_root, "train", batch_size=0, index_dir=tmp_path)
-
-
-def test_unreadable_manifest_means_convert_again(synth_root, tmp_path):
-    ids = voc.resolve_split(synth_root, "train")
-    prepare_index_masks(synth_root, ids, tmp_path, progress=False)
-    (tmp_path / "manifest.json").write_text('{"num_classes": 21}')  # no "sources"
-    before = index_mask_path(tmp_path, ids[0]).stat().st_mtime_ns
-    prepare_index_masks(synth_root, ids, tmp_path, progress=False)
-    assert index_mask_path(tmp_path, ids[0]).stat().st_mtime_ns > before

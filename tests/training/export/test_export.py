@@ -314,7 +314,7 @@ def test_reduced_precision_exports_are_verified_and_report_their_cost(
     small_run, tmp_path, precision
 ):
     # This barely trained model has many near-ties between classes (bfloat16 keeps 99.0 % of
-    # its pixels; the ResNet-50 of the README 99.7 %), hence 95 % instead of the default 99 %.
+    # its pixels; the ResNet-50 in docs/performance.md 99.7 %), hence 95 %, not the default 99 %.
     report = export_run(
         small_run.path,
         tmp_path,
@@ -360,6 +360,7 @@ def test_export_report_lists_signatures_sizes_and_timings(exported):
         assert expected in text, expected
 
 
+@pytest.mark.slow
 def test_export_verifies_on_real_voc_frames(voc_sample, tmp_path):
     run = write_random_run(tmp_path / "run", voc_sample, INPUT_SIZE)
     report = export_run(run.path, tmp_path / "models", warmup_sizes=((48, 64),))

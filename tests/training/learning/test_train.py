@@ -25,7 +25,7 @@ from training.data.synth import write_synthetic_voc
 from training.learning.resume import is_complete, truncate_csv_log
 from training.learning.run_folder import RunFolder
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # Small enough for CI on two cores, large enough to learn: MobileNetV2 from scratch at 96×96
 # on a few synthetic scenes with two object classes, the train split doubling as val.
 TINY = dict(
