@@ -1,7 +1,10 @@
 """``python -m serving gateway``: the HTTP gateway in front of a model server.
 
-python -m serving gateway --target localhost:8500 --port 8000
-# then open http://localhost:8000/ , or http://localhost:8000/docs for the API
+python -m serving gateway --target HOST:PORT [--target HOST:PORT …] [--port PORT]
+# then open the address it prints, or its /docs for the API
+
+The flags' defaults are ``GatewaySettings``' own; importing this module (and ``--help``)
+loads neither FastAPI nor TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from serving.gateway.settings import MIB, GatewaySettings
+from client import contract
+from serving.gateway.settings import LOG_LEVELS, MIB, GatewaySettings
+
+DEFAULTS = GatewaySettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,46 +26,69 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         action="append",
         help="model server HOST:PORT, TF Serving or embedded (repeat for several; "
-        "default localhost:8500)",
+        f"default {', '.join(DEFAULTS.targets)})",
     )
-    parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error")
-    )
-    parser.add_argument("--model", default="deeplabv3")
+    parser.add_argument("--host", default=DEFAULTS.host, help="default %(default)s")
+    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="default %(default)s")
+    parser.add_argument("--log-level", default=DEFAULTS.log_level, choices=LOG_LEVELS)
+    parser.add_argument("--model", default=DEFAULTS.model, help="default %(default)s")
     parser.add_argument("--version", help="model version number or label (default: latest)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="model server deadline (s)")
-    parser.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit")
     parser.add_argument(
-        "--max-pixels", type=int, default=8_000_000, help="decoded image size limit"
+        "--timeout",
+        type=float,
+        default=DEFAULTS.timeout,
+        help="model server deadline (s; default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULTS.max_upload_bytes / MIB,
+        help="request body limit (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULTS.max_pixels,
+        help="decoded image size limit (default %(default)s)",
     )
     return parser
 
 
+def settings_from(args: argparse.Namespace) -> GatewaySettings:
+    """The settings the parsed flags ask for; ValueError if they do not fit together."""
+    version = args.version
+    if version is not None and contract.is_version_name(version):
+        version = int(version)  # a number pins a version; anything else is a label
+    return GatewaySettings(
+        targets=tuple(args.target or DEFAULTS.targets),
+        model=args.model,
+        version=version,
+        timeout=args.timeout,
+        max_upload_bytes=int(args.max_upload_mb * MIB),
+        max_pixels=args.max_pixels,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValueError as error:
+        print(f"error: {error}")
+        return 2
     import uvicorn
 
     from serving.gateway.app import create_app
 
-    version = int(args.version) if args.version and args.version.isdigit() else args.version
-    try:
-        settings = GatewaySettings(
-            targets=tuple(args.target or ["localhost:8500"]),
-            model=args.model,
-            version=version,
-            timeout=args.timeout,
-            max_upload_bytes=int(args.max_upload_mb * MIB),
-            max_pixels=args.max_pixels,
-        )
-    except ValueError as error:
-        print(f"error: {error}")
-        return 2
     print(
         f"gateway for {settings.model} on {', '.join(settings.targets)}: "
-        f"http://{args.host}:{args.port}/ (API docs at /docs)",
+        f"http://{settings.host}:{settings.port}/ (API docs at /docs)",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+    )
     return 0

@@ -4,8 +4,8 @@ Uploads are checked before any pixel is decoded: the format from the magic bytes
 PNG, what the model's ``segment_jpeg`` decodes), the size from the header (a small file can
 declare billions of pixels).
 
-    >>> run_length(np.array([[0, 0, 15], [15, 15, 0]], np.uint8))
-    {'values': [0, 15, 0], 'counts': [2, 3, 1]}
+    run_length(np.array([[0, 0, 15], [15, 15, 0]], np.uint8))
+    # → {'values': [0, 15, 0], 'counts': [2, 3, 1]}
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from client.overlay import overlay
+from serving.gateway.errors import UploadError
 
 _EXIF_ORIENTATION = 0x0112
 _SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
@@ -30,14 +31,6 @@ _KNOWN = {
     b"II*\x00": "a TIFF",
     b"MM\x00*": "a TIFF",
 }
-
-
-class UploadError(ValueError):
-    """An upload the gateway refuses; ``status`` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,10 @@ def class_map_png(class_map: np.ndarray, palette: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def overlay_jpeg(image_bgr: np.ndarray, class_map: np.ndarray, palette, alpha, quality) -> bytes:
+def overlay_jpeg(
+    image_bgr: np.ndarray, class_map: np.ndarray, palette: np.ndarray, alpha: float, quality: int
+) -> bytes:
+    """The image with the class colours blended in (``alpha`` 1: colours only), as a JPEG."""
     blended = overlay(image_bgr, class_map, alpha, palette=palette, color="bgr")
     ok, encoded = cv2.imencode(".jpg", blended, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:

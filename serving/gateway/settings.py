@@ -1,30 +1,50 @@
-"""What the gateway is told at start: where the model server is, and its limits."""
+"""What the gateway is told at start: where the model server is, its limits, where to listen.
+
+Every default is written here once; ``python -m serving gateway`` reads its flags' defaults
+from these fields (TF Serving's rule: one Options struct, flags bind to it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from client import contract
+
 MIB = 1024 * 1024
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""uvicorn's log levels the CLI offers."""
+
+INFO_TIMEOUT = 3.0
+"""Seconds for status and metadata calls: they answer in milliseconds when the server is up,
+and a health check or the page must not wait for the segmentation deadline when it is not."""
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """``targets``: model servers (HOST:PORT), round-robin when several.
+    """``targets``: model servers (HOST:PORT), round-robin when several; ``model`` and
+    ``version`` (a number, a label, or None for the latest) what to ask them for;
+    ``timeout`` each segmentation's deadline in seconds.
 
     ``max_upload_bytes`` bounds a request body (10 MiB: a large phone JPEG); ``max_pixels``
-    bounds the decoded image, checked on the header before anything is decoded (8 M, the
-    embedded server's default: an image that passes here also passes there).
+    bounds the decoded image, checked on the header before anything is decoded (the contract's
+    limit, the embedded server's default: an image that passes here also passes there).
+
+    ``host``, ``port`` and ``log_level`` are uvicorn's, used by the CLI only.
     """
 
-    targets: tuple[str, ...] = ("localhost:8500",)
-    model: str = "deeplabv3"
+    targets: tuple[str, ...] = (f"localhost:{contract.GRPC_PORT}",)
+    model: str = contract.DEFAULT_MODEL_NAME
     version: int | str | None = None
     timeout: float = 30.0
     max_upload_bytes: int = 10 * MIB
-    max_pixels: int = 8_000_000
+    max_pixels: int = contract.DEFAULT_MAX_PIXELS
     overlay_quality: int = 90
+    host: str = "0.0.0.0"
+    port: int = contract.GATEWAY_PORT
+    log_level: str = "info"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.targets, str):
             object.__setattr__(self, "targets", (self.targets,))
         if self.max_upload_bytes < 1 or self.max_pixels < 1:

@@ -295,3 +295,166 @@ def test_unknown_paths_answer_json_404(http):
     response = http.get("/v2/nothing")
     assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
     assert 'route="unmatched",status="404"' in http.get("/metrics").text
+
+
+# -- the API's documentation and liveness, without a trained model ------------------------
+
+
+def _small_jpeg() -> bytes:
+    return cv2.imencode(".jpg", np.full((48, 64, 3), 127, np.uint8))[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def openapi() -> dict:
+    """The OpenAPI document of a gateway whose model server is down (the schema needs none)."""
+    settings = GatewaySettings(targets=(f"127.0.0.1:{free_port()}",), timeout=1.0)
+    with TestClient(create_app(settings)) as http:
+        return http.get("/openapi.json").json()
+
+
+def _schema(openapi: dict, path: str, method: str, status: str, media: str) -> dict:
+    """The component schema that ``path``'s answer with ``status`` names for ``media``."""
+    content = openapi["paths"][path][method]["responses"][status]["content"]
+    reference = content[media]["schema"]["$ref"]
+    assert reference.startswith("#/components/schemas/")
+    return openapi["components"]["schemas"][reference.rsplit("/", 1)[1]]
+
+
+MODEL_FIELDS = {"model", "version", "class_names", "palette", "input_size", "output_stride",
+                "versions", "limits"}  # fmt: skip
+SEGMENT_FIELDS = {"model", "model_version", "height", "width", "class_names", "classes_present",
+                  "class_map_rle", "timings_ms"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status", "fields"),
+    [
+        ("/healthz", "get", "200", {"status"}),
+        ("/readyz", "get", "200", {"ready", "model", "servers"}),
+        ("/v1/model", "get", "200", MODEL_FIELDS),
+        ("/v1/segment", "post", "200", SEGMENT_FIELDS),
+        ("/v1/model", "get", "503", {"detail"}),
+        ("/v1/segment", "post", "413", {"detail"}),
+        ("/v1/segment", "post", "415", {"detail"}),
+        ("/v1/segment", "post", "503", {"detail"}),
+    ],
+)
+def test_openapi_names_a_schema_for_each_json_answer(openapi, path, method, status, fields):
+    schema = _schema(openapi, path, method, status, "application/json")
+    assert set(schema["properties"]) == fields
+    assert set(schema["required"]) == fields
+
+
+def test_openapi_documents_the_binary_answers_and_readiness(openapi):
+    from openapi_spec_validator import validate
+
+    validate(openapi)
+    content = openapi["paths"]["/v1/segment"]["post"]["responses"]["200"]["content"]
+    for media in ("image/png", "image/jpeg"):
+        assert content[media]["schema"] == {"type": "string", "format": "binary"}
+    not_ready = openapi["paths"]["/readyz"]["get"]["responses"]["503"]["content"]
+    refs = {s["$ref"].rsplit("/", 1)[1] for s in not_ready["application/json"]["schema"]["anyOf"]}
+    assert {"Readiness", "ErrorBody"} == refs
+    model = openapi["components"]["schemas"]["ModelInfo"]["properties"]
+    assert model["limits"]["$ref"].endswith("/Limits")
+
+
+def _limit_thread_tokens(app, tokens: int):
+    """``app`` with ``tokens`` worker threads for blocking work instead of anyio's 40, so a
+    few uploads fill the pool."""
+    import anyio.to_thread
+
+    async def limited(scope, receive, send):
+        if scope["type"] == "lifespan":
+            anyio.to_thread.current_default_thread_limiter().total_tokens = tokens
+        await app(scope, receive, send)
+
+    return limited
+
+
+@pytest.fixture
+def gateway_without_server():
+    """A gateway served by uvicorn on 127.0.0.1 (a thread) in front of a model server port
+    where nothing listens; its thread pool holds two workers."""
+    import threading
+    import time
+
+    import uvicorn
+
+    settings = GatewaySettings(targets=(f"127.0.0.1:{free_port()}",), timeout=6.0)
+    app = _limit_thread_tokens(create_app(settings), tokens=2)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+@pytest.mark.slow  # starts a gateway and waits out a 6 s deadline
+def test_healthz_answers_while_uploads_wait_on_a_dead_model_server(gateway_without_server):
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    url = gateway_without_server
+    statuses: list[int] = []
+
+    def upload() -> None:
+        request = urllib.request.Request(
+            f"{url}/v1/segment", data=_small_jpeg(), headers={"Content-Type": "image/jpeg"}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+
+    uploads = [threading.Thread(target=upload, daemon=True) for _ in range(2)]
+    for thread in uploads:
+        thread.start()
+    time.sleep(1.0)  # the uploads are read by now and hold both workers for 6 s
+    started = time.perf_counter()
+    with urllib.request.urlopen(f"{url}/healthz", timeout=4) as response:
+        assert json.load(response) == {"status": "ok"}
+    # Waiting for a worker would take the rest of the uploads' 6 s deadline.
+    assert time.perf_counter() - started < 2.5
+    assert all(thread.is_alive() for thread in uploads), "the uploads must still be waiting"
+    for thread in uploads:
+        thread.join(timeout=30)
+    assert statuses == [503] * 2  # each waited out its 6 s deadline, then said why
+
+
+def test_the_cli_takes_its_defaults_from_the_settings():
+    from serving.gateway.cli import build_parser, settings_from
+
+    assert settings_from(build_parser().parse_args([])) == GatewaySettings()
+    pinned = settings_from(build_parser().parse_args(["--version", "3", "--target", "a:1"]))
+    assert pinned.version == 3 and pinned.targets == ("a:1",)
+    # TF Serving's rule for version numbers: ASCII digits only; anything else is a label.
+    assert settings_from(build_parser().parse_args(["--version", "²"])).version == "²"
+
+
+def test_gateway_help_and_app_load_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['serving', 'gateway', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('serving', run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        "import serving.gateway.app\n"
+        "assert 'tensorflow' not in sys.modules, 'the gateway loaded TensorFlow'\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "--max-pixels" in completed.stdout and "default localhost:" in completed.stdout

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_DIR = REPO / "tests" / "browser"
 SCRIPT = BROWSER_DIR / "results_page.mjs"
-DOCS_SCREENSHOT = REPO / "docs" / "gateway_page.png"
+DOCS_SCREENSHOT = REPO / "docs" / "img" / "gateway_page.png"
 
 
 def _missing_browser() -> str | None:
