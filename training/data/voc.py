@@ -68,7 +68,7 @@ def read_mask(path: str | Path) -> np.ndarray:
         if image.mode not in ("P", "L"):
             raise ValueError(
                 f"{path}: mask must be palettized (mode P) or single-channel (mode L), "
-                f"got mode {image.mode}; convert colour masks with training.voc.rgb_to_mask"
+                f"got mode {image.mode}; convert colour masks with training.data.voc.rgb_to_mask"
             )
         return np.asarray(image, dtype=np.uint8).copy()
 

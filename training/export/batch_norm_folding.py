@@ -12,7 +12,7 @@ weights once removes it: ResNet-50's export takes 8–16 % less time for a 480×
     # → 59
 
 A batch norm is folded when it directly follows a Conv2D or DepthwiseConv2D (subclasses such
-as :class:`training.fast_inference.NativeDilatedConv2D` included, and keep their class) whose
+as :class:`training.export.rewrites.NativeDilatedConv2D` included, and keep their class) whose
 output feeds nothing else, normalizes the channel axis (-1 or 3), and the convolution has no
 activation. The convolution gets the folded kernel and a bias; the batch norm becomes a
 :class:`FoldedBatchNorm` that passes its input through (keeping names and the graph's shape).

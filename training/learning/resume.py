@@ -7,7 +7,7 @@ every epoch: the weights (with the optimizer's slots) go to a new file first, th
 JSON that names them replaces the old one in one ``os.replace``. A kill at any instant leaves
 the previous epoch's complete state or the new one; on restart the CSV rows of an epoch whose
 state was not saved are dropped, and that epoch runs again (with the same data, see
-:func:`training.data.make_dataset`'s ``first_epoch``).
+:func:`training.data.pipeline.make_dataset`'s ``first_epoch``).
 
     best = BestWeights(run_dir / "best.weights.h5")
     state = RunState(run_dir / "state", watched=[best, reduce_lr, early_stopping])

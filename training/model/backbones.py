@@ -7,7 +7,7 @@ shape, so every pretrained weight of the rebuilt stages is copied over unchanged
     features = dilated_backbone("resnet50", output_stride=16, weights=None)
     features.output.shape  # (None, None, None, 2048), 1/16 of the input
 
-The backbone takes images as float32 in [0, 1] (what :func:`training.data.normalize_image`
+The backbone takes images as float32 in [0, 1] (what :func:`training.data.pipeline.normalize_image`
 gives) and applies its ImageNet preprocessing inside the graph, so training, export and the
 servers share one input convention.
 """
