@@ -13,7 +13,6 @@ TensorFlow's PNG decoder expands palettes to RGB, so palettized masks are conver
     images, labels = next(iter(ds))  # float32 [8,384,384,3] in [0,1], uint8 [8,384,384]
 """
 
-
 from __future__ import annotations
 
 import os
