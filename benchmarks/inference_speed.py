@@ -45,6 +45,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+from client import contract
+
 REPO = Path(__file__).resolve().parents[1]
 UNOPTIMIZED = "export, both off (the reference)"
 ONNX_NETWORK = "ONNX Runtime, network only"
@@ -132,7 +134,7 @@ def main() -> int:
     image = frame()
     folders = _exports(run.path, work, args.resize)
     exports = {
-        label: tf.saved_model.load(str(path)).signatures["serving_default"]
+        label: tf.saved_model.load(str(path)).signatures[contract.SEGMENT.name]
         for label, path in folders.items()
     }
     onnx_path = work / "unoptimized.onnx"
@@ -179,19 +181,20 @@ def main() -> int:
 
     batch = image[None]
     paths = {
-        label: (lambda f=fn: f(images=batch)["class_map"].numpy()) for label, fn in exports.items()
+        label: (lambda f=fn: f(**{contract.IMAGES: batch})[contract.CLASS_MAP].numpy())
+        for label, fn in exports.items()
     }
     # What the edge client asks for by default: the class map alone (output_filter), which the
     # servers run as a pruned graph (no confidence softmax).
     default_dir = folders["export (default)"]
-    pruned = load_version("deeplabv3", int(default_dir.name), default_dir).outputs_of(
-        "serving_default", ["class_map"]
-    )
-    paths["export (default), class map alone (output_filter)"] = lambda: pruned(images=batch)[
-        "class_map"
-    ].numpy()
+    pruned = load_version(
+        contract.DEFAULT_MODEL_NAME, int(default_dir.name), default_dir
+    ).outputs_of(contract.SEGMENT.name, [contract.CLASS_MAP])
+    paths["export (default), class map alone (output_filter)"] = lambda: pruned(
+        **{contract.IMAGES: batch}
+    )[contract.CLASS_MAP].numpy()
     paths["ONNX Runtime on the unoptimized export (tf2onnx)"] = lambda: session.run(
-        ["class_map"], {"images": batch}
+        [contract.CLASS_MAP], {contract.IMAGES: batch}
     )[0]
     paths[ONNX_NETWORK] = lambda: network_session.run(None, network_input)[0]
     paths["Keras model, tf.function, network only"] = lambda: keras_fn(normalized).numpy()

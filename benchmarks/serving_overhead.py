@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from client import contract
 from training.data.synth import synthetic_frame
 from training.export.publish import existing_versions
 from training.export.warmup import encode_rgb
@@ -74,7 +75,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--version-dir", type=Path, required=True, help="exported version, e.g. models/deeplabv3/1"
     )
-    parser.add_argument("--model-name", default="deeplabv3", help="name the server serves it as")
+    parser.add_argument(
+        "--model-name", default=contract.DEFAULT_MODEL_NAME, help="name the server serves it as"
+    )
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds")
     parser.add_argument("--frames", type=int, default=4, help="distinct frames, cycled")
     parser.add_argument("--height", type=int, default=480)
@@ -127,14 +130,14 @@ class InProcess:
     def run(self, signature: str, name: str, array: np.ndarray) -> Outcome:
         start = time.perf_counter()
         outputs = self._signatures[signature](**{name: array})
-        class_map, _ = outputs["class_map"].numpy(), outputs["confidence"].numpy()
+        class_map, _ = outputs[contract.CLASS_MAP].numpy(), outputs[contract.CONFIDENCE].numpy()
         return Outcome((time.perf_counter() - start) * 1000, class_map)
 
     def raw(self, frame: Frame) -> Outcome:
-        return self.run("serving_default", "images", frame.raw)
+        return self.run(contract.SEGMENT.name, contract.IMAGES, frame.raw)
 
     def jpeg(self, frame: Frame) -> Outcome:
-        return self.run("segment_jpeg", "jpeg", frame.jpeg)
+        return self.run(contract.SEGMENT_JPEG.name, contract.JPEG, frame.jpeg)
 
 
 class ServerClient:
@@ -160,16 +163,16 @@ class ServerClient:
         request.model_spec.signature_name = signature
         request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
         response = self._stub.Predict(request, timeout=120)
-        class_map = tf.make_ndarray(response.outputs["class_map"])
-        tf.make_ndarray(response.outputs["confidence"])
+        class_map = tf.make_ndarray(response.outputs[contract.CLASS_MAP])
+        tf.make_ndarray(response.outputs[contract.CONFIDENCE])
         ms = (time.perf_counter() - start) * 1000
         return Outcome(ms, class_map, request.ByteSize(), response.ByteSize())
 
     def raw(self, frame: Frame) -> Outcome:
-        return self.run("serving_default", "images", frame.raw)
+        return self.run(contract.SEGMENT.name, contract.IMAGES, frame.raw)
 
     def jpeg(self, frame: Frame) -> Outcome:
-        return self.run("segment_jpeg", "jpeg", frame.jpeg)
+        return self.run(contract.SEGMENT_JPEG.name, contract.JPEG, frame.jpeg)
 
 
 def _pump(stream, lines: queue.Queue) -> None:
