@@ -422,3 +422,19 @@ def test_cli_export_with_stretch_resize_runs_the_training_size_at_any_frame_size
         main([*argv, "--min-agreement=2"])
     with pytest.raises(SystemExit):
         main([*argv, "--warmup-batches=1,4"])
+
+
+def test_replace_removes_only_the_versions_this_run_exported(tmp_path):
+    """``export --replace`` (what `make demo` uses): earlier exports of the same run go, a
+    version from another run, one without export.json and a staging folder stay."""
+    import json
+
+    model_dir, run = tmp_path / "deeplabv3", tmp_path / "runs" / "demo"
+    for name, source in (("1", tmp_path / "other"), ("2", run), ("4", run), (".export-5-ab", run)):
+        info = model_dir / name / contract.EXPORT_INFO_PATH
+        info.parent.mkdir(parents=True)
+        info.write_text(json.dumps({"run": str(source.resolve())}))
+    (model_dir / "3").mkdir()  # copied in by hand: no export.json
+    assert publish.remove_versions_of_run(model_dir, run) == [2, 4]
+    assert sorted(p.name for p in model_dir.iterdir()) == [".export-5-ab", "1", "3"]
+    assert publish.remove_versions_of_run(model_dir, run) == []
