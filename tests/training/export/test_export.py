@@ -438,3 +438,21 @@ def test_replace_removes_only_the_versions_this_run_exported(tmp_path):
     assert publish.remove_versions_of_run(model_dir, run) == [2, 4]
     assert sorted(p.name for p in model_dir.iterdir()) == [".export-5-ab", "1", "3"]
     assert publish.remove_versions_of_run(model_dir, run) == []
+
+
+def test_the_exported_signatures_carry_exactly_the_contracts_names(exported_version):
+    """client/contract.py is what servers and clients rely on; the export must match it."""
+    saved = saved_model_pb2.SavedModel.FromString(
+        (exported_version / "saved_model.pb").read_bytes()
+    )
+    signatures = {
+        name: definition
+        for name, definition in saved.meta_graphs[0].signature_def.items()
+        if not name.startswith("__")  # TensorFlow's own (__saved_model_init_op)
+    }
+    assert set(signatures) == set(contract.SIGNATURES)
+    for name, expected in contract.SIGNATURES.items():
+        assert set(signatures[name].inputs) == set(expected.inputs), name
+        assert set(signatures[name].outputs) == set(expected.outputs), name
+    assert (exported_version / contract.EXPORT_INFO_PATH).is_file()
+    assert (exported_version / contract.WARMUP_PATH).is_file()
