@@ -13,6 +13,7 @@ standard library), the way TensorFlow spells its own in ``signature_constants``:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -90,3 +91,27 @@ def version_folders(base: str | Path) -> dict[int, Path]:
         return {}
     found = {int(p.name): p for p in base.iterdir() if p.is_dir() and is_version_name(p.name)}
     return dict(sorted(found.items()))
+
+
+def read_export_info(version_dir: str | Path) -> dict:
+    """A version's ``export.json`` (run, options, verification figures); OSError when it has
+    none, ValueError when it is not JSON."""
+    return json.loads((Path(version_dir) / EXPORT_INFO_PATH).read_text())
+
+
+def versions_exported_from(base: str | Path, run: str | Path) -> dict[int, Path]:
+    """The version folders of ``base`` whose ``export.json`` names training run ``run``.
+
+    A version without a readable export.json (TF Serving's own, one copied in by hand) was
+    not exported from any run and is never among them.
+    """
+    run = Path(run).resolve()
+    found = {}
+    for number, folder in version_folders(base).items():
+        try:
+            exported_from = read_export_info(folder).get("run")
+        except (OSError, ValueError):
+            continue
+        if exported_from is not None and Path(exported_from).resolve() == run:
+            found[number] = folder
+    return found

@@ -113,14 +113,7 @@ def demo_config(models: Path, run: Path, out: Path) -> Path:
     """A ModelServerConfig that serves exactly the version exported from ``run`` (the
     repository may hold newer versions of the user's own), written to ``out``."""
     base = (models / contract.DEFAULT_MODEL_NAME).resolve()
-    versions = []
-    for number, folder in contract.version_folders(base).items():
-        try:
-            info = json.loads((folder / contract.EXPORT_INFO_PATH).read_text())
-        except (OSError, ValueError):
-            continue  # a version without export.json was not exported by training
-        if Path(info.get("run", "")).resolve() == run.resolve():
-            versions.append(number)
+    versions = contract.versions_exported_from(base, run)
     if not versions:
         raise FileNotFoundError(f"no version in {base} was exported from {run}")
     config = out / "demo_models.config"

@@ -32,6 +32,8 @@ PRECISION_POLICIES = {
 """``--precision`` → the Keras dtype policy the model computes in (weights stay float32)."""
 PRECISIONS = tuple(PRECISION_POLICIES)
 DEFAULT_PRECISION = "float32"
+DEFAULT_MIN_AGREEMENT = 0.999
+"""Share of class-map pixels an export must compute as the model as trained does."""
 TFLITE_OPTIMIZATIONS = ("none", "float16")
 
 
@@ -123,8 +125,7 @@ class ExportOptions:
     version: int | None = None  # None: one above every number in use
     precision: str = DEFAULT_PRECISION
     resize: str = DEFAULT_RESIZE
-    min_agreement: float = 0.999
-    """Share of class-map pixels that must equal the model's as trained."""
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
     min_float32_agreement: float = 0.99
     """float16/bfloat16: share that must equal the float32 model's."""
     warmup_batches: tuple[int, ...] = ()
@@ -149,7 +150,7 @@ class TfliteOptions:
     resize: str = DEFAULT_RESIZE
     optimize: str = "none"
     """``float16``: weights stored as float16 (half the size)."""
-    min_agreement: float = 0.999
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
 
     def __post_init__(self):
         _choice("resize", self.resize, RESIZE_MODES)

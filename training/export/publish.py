@@ -23,7 +23,7 @@ from pathlib import Path
 
 from client import contract
 from training.config import ExportOptions
-from training.export.saved_model import ExportError, folder_size, read_export_info, stage_version
+from training.export.saved_model import ExportError, folder_size, stage_version
 from training.export.verify import VerificationReport
 from training.export.warmup import DEFAULT_WARMUP_SIZES
 from training.learning.run_folder import RunFolder
@@ -53,19 +53,12 @@ def next_version(model_dir: str | Path) -> int:
 
 
 def remove_versions_of_run(model_dir: str | Path, run_dir: str | Path) -> list[int]:
-    """Removes the versions under ``model_dir`` whose ``export.json`` names ``run_dir`` (a run
+    """Removes the versions under ``model_dir`` that ``run_dir`` exported before (a run
     exported again replaces its earlier exports; other versions stay); returns their numbers."""
-    run = str(Path(run_dir).resolve())
-    removed = []
-    for number, folder in contract.version_folders(model_dir).items():
-        try:
-            exported_from = read_export_info(folder).get("run")
-        except (OSError, ValueError):
-            continue  # not one of ours (TF Serving's own, copied in by hand): keep it
-        if exported_from == run:
-            shutil.rmtree(folder)
-            removed.append(number)
-    return removed
+    removed = contract.versions_exported_from(model_dir, run_dir)
+    for folder in removed.values():
+        shutil.rmtree(folder)
+    return list(removed)
 
 
 @dataclass
@@ -101,7 +94,7 @@ def export_run(
     started = time.perf_counter()
     options = dataclasses.replace(options or ExportOptions(), **changes)
     run = RunFolder(run_dir)
-    run.read_config()  # a missing or broken run fails before anything is written
+    config = run.read_config()  # a missing or broken run fails before anything is written
     model_dir = Path(models_dir) / options.name
     version = next_version(model_dir) if options.version is None else options.version
     target = model_dir / str(version)
@@ -114,7 +107,7 @@ def export_run(
     staging = model_dir / f".export-{version}-{uuid.uuid4().hex[:8]}"
     try:
         verification = stage_version(
-            run, staging, options, version=version, warmup_sizes=warmup_sizes
+            run, config, staging, options, version=version, warmup_sizes=warmup_sizes
         )
         try:
             os.rename(staging, target)  # atomic; fails if another export took the number

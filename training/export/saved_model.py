@@ -125,20 +125,21 @@ def folder_size(path: Path) -> int:
 
 def stage_version(
     run: RunFolder,
+    config: TrainConfig,
     staging: Path,
     options: ExportOptions,
     *,
     version: int,
     warmup_sizes: tuple[tuple[int, int], ...] = DEFAULT_WARMUP_SIZES,
 ) -> VerificationReport:
-    """Writes the run's SavedModel, warmup records and ``export.json`` into ``staging`` and
-    verifies it there; raises ExportError when it fails (``staging`` is the caller's to remove).
+    """Writes the SavedModel of ``run`` (whose configuration is ``config``), its warmup records
+    and ``export.json`` into ``staging`` and verifies it there; raises ExportError when it
+    fails (``staging`` is the caller's to remove).
 
     ``options.optimizations`` rewrite the served model for speed (:mod:`training.export.rewrites`);
     verification compares the export with the model as trained (in float16/bfloat16: with the
     rewritten model in that precision, and with the float32 model as trained for the
     precision's cost)."""
-    config = run.read_config()
     precision, resize = options.precision, options.resize
     model = run.load_model(precision)
     served = optimize_for_inference(model, options.optimizations)
@@ -183,8 +184,3 @@ def stage_version(
     }
     (staging / contract.EXPORT_INFO_PATH).write_text(json.dumps(info, indent=1) + "\n")
     return verification
-
-
-def read_export_info(version_dir: str | Path) -> dict:
-    """The ``export.json`` of a published version (run, options, verification figures)."""
-    return json.loads((Path(version_dir) / contract.EXPORT_INFO_PATH).read_text())

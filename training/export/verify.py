@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from client import contract
 from client.contract import CLASS_MAP, CONFIDENCE
-from training.config import ExportOptions, TrainConfig, default_of
+from training.config import DEFAULT_MIN_AGREEMENT, ExportOptions, TrainConfig, default_of
 from training.data import voc
 from training.data.synth import synthetic_frame
 from training.export.warmup import encode_rgb
@@ -42,7 +42,6 @@ TIMED_CALLS = 3
 ROW_SLACK = 10
 # Reduced precision must also agree with the float32 model this well, or it changed answers.
 DEFAULT_MIN_FLOAT32_AGREEMENT = default_of(ExportOptions, "min_float32_agreement")
-DEFAULT_MIN_AGREEMENT = default_of(ExportOptions, "min_agreement")
 
 
 @dataclass

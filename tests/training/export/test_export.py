@@ -17,7 +17,7 @@ from training.data import voc
 from training.data.synth import synthetic_frame
 from training.export import publish, saved_model, tflite
 from training.export.publish import existing_versions, export_run
-from training.export.saved_model import ExportError, read_export_info
+from training.export.saved_model import ExportError
 from training.export.verify import VerificationReport
 from training.export.warmup import read_warmup_requests
 from training.learning.run_folder import RunFolder
@@ -161,7 +161,7 @@ def test_export_publishes_a_complete_version_and_leaves_no_staging_folder(export
     assert [p.name for p in report.path.parent.iterdir()] == ["1"]  # no .export-* left over
     for name in ("saved_model.pb", "variables", contract.WARMUP_PATH, contract.EXPORT_INFO_PATH):
         assert (report.path / name).exists(), name
-    info = read_export_info(report.path)
+    info = contract.read_export_info(report.path)
     assert info["version"] == 1 and info["precision"] == "float32" and info["resize"] == "aspect"
     assert info["verification"]["agreement"] >= 0.999
 

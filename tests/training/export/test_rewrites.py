@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from client import contract
 from training.export.publish import export_run
 from training.export.rewrites import (
     NO_OPTIMIZATIONS,
@@ -15,7 +16,6 @@ from training.export.rewrites import (
     native_dilation_layers,
     with_native_dilation,
 )
-from training.export.saved_model import read_export_info
 from training.model.deeplab import build_deeplabv3
 
 
@@ -55,10 +55,10 @@ def test_export_applies_both_rewrites_by_default_and_none_when_told(trained_run,
     plain = export_run(
         trained_run.path, tmp_path, warmup_sizes=((48, 64),), optimizations=NO_OPTIMIZATIONS
     )
-    assert read_export_info(default.path)["optimizations"] == {
+    assert contract.read_export_info(default.path)["optimizations"] == {
         "native_dilation": True, "fold_batch_norms": True
     }  # fmt: skip
-    assert read_export_info(plain.path)["optimizations"] == {
+    assert contract.read_export_info(plain.path)["optimizations"] == {
         "native_dilation": False, "fold_batch_norms": False
     }  # fmt: skip
     frame = np.random.default_rng(1).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
@@ -81,5 +81,5 @@ def test_export_command_flags_turn_rewrites_off(trained_run, tmp_path):
 
     argv = ["export", f"--run={trained_run.path}", f"--models-dir={tmp_path}", "--version=3"]
     assert main([*argv, "--no-fold-batch-norms"]) == 0
-    recorded = read_export_info(tmp_path / "deeplabv3" / "3")["optimizations"]
+    recorded = contract.read_export_info(tmp_path / "deeplabv3" / "3")["optimizations"]
     assert recorded == {"native_dilation": True, "fold_batch_norms": False}
