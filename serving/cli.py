@@ -148,7 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for source in sources:
         versions = sorted(server.manager.models[source.name].serving)
-        print(f"serving {source.name} versions {versions or 'none yet'} from {source.base_path}")
+        if versions:
+            print(f"serving {source.name} versions {versions} from {source.base_path}")
+        else:
+            print(
+                f"warning: no version of {source.name} loaded from {source.base_path}; health "
+                "says NOT_SERVING until one does (GetModelStatus says why each failed)",
+                flush=True,
+            )
     metrics = (
         f", metrics http://{args.host}:{server.metrics_http.server_port}"
         "/monitoring/prometheus/metrics"

@@ -5,9 +5,10 @@ version the policy wants is loaded and warmed up *beside* the serving ones (stat
 then published by replacing the model's version table in one assignment, so requests never
 see a half-ready version. A version the policy no longer wants leaves the table first
 (UNLOADING) and is dropped once its in-flight requests have finished (END). A version that
-fails to load or to warm up is reported (END with the error, in GetModelStatus and the logs)
-and retried only when its folder changes; the versions already serving keep serving (a
-version leaves only once a wanted one serves).
+fails to load or to warm up is reported (END with the error, in GetModelStatus and the logs),
+retried only when its folder changes, and left out of the policy meanwhile: the newest
+version that loads serves instead (at start as on reload), and one already serving keeps
+serving (a version leaves only once a wanted one serves).
 
     manager = ModelManager(read_model_config("models/models.config"), poll_seconds=2)
     manager.start()
@@ -119,25 +120,42 @@ class ModelManager:
 
     def _sync_model(self, model: _Model) -> None:
         folders = version_folders(model.source.base_path)
-        wanted = set(select_versions(model.source, list(folders)))
         if not folders and not model.warned_empty:  # once, not every scan
             log.warning(
                 "no versions of %s found under %s", model.source.name, model.source.base_path
             )
         model.warned_empty = not folders
-        for version in sorted(wanted - set(model.serving)):
+        # A version that failed is left out until its folder changes, so the policy falls
+        # back to the newest version that loads (at start too: a broken newest export must
+        # not leave the server answering nothing).
+        candidates = {v for v in folders if v in model.serving}
+        for version in set(folders) - candidates:
             stamp = _stamp(folders[version])
-            if stamp is None or model.failed.get(version) == stamp:
-                continue  # vanished while read, or failed before and unchanged since
-            self._load(model, version, folders[version], stamp)
+            if stamp is not None and model.failed.get(version) != stamp:  # None: vanished
+                candidates.add(version)
+        while True:
+            wanted = set(select_versions(model.source, sorted(candidates)))
+            failed = next(
+                (
+                    version
+                    for version in sorted(wanted - set(model.serving), reverse=True)
+                    if not self._load(model, version, folders[version])
+                ),
+                None,
+            )
+            if failed is None:
+                break
+            candidates.discard(failed)
         # Availability first (TF Serving's policy): a version leaves only once a wanted one
         # serves, so a new version that fails to load leaves the old one serving.
         if not wanted or wanted & set(model.serving):
             for version in sorted(set(model.serving) - wanted):
                 self._unload(model, version)
 
-    def _load(self, model: _Model, version: int, path: Path, stamp) -> None:
+    def _load(self, model: _Model, version: int, path: Path) -> bool:
+        """Loads and warms up ``version``; False (the failure recorded) if it does not load."""
         name = model.source.name
+        stamp = _stamp(path)
         self._set(model, version, LOADING)
         log.info("loading %s version %d from %s", name, version, path)
         try:
@@ -146,9 +164,10 @@ class ModelManager:
         except Exception as error:  # any failure: report it, keep serving the others
             message = f"{type(error).__name__}: {error}".strip()
             log.error("%s version %d failed to load: %s", name, version, message)
-            model.failed[version] = stamp
+            if stamp is not None:
+                model.failed[version] = stamp
             self._set(model, version, END, message)
-            return
+            return False
         model.failed.pop(version, None)
         model.serving = {**model.serving, version: loaded}  # one assignment: atomic swap
         self._set(model, version, AVAILABLE, seconds=loaded.load_seconds)
@@ -159,6 +178,7 @@ class ModelManager:
             loaded.load_seconds,
             records,
         )
+        return True
 
     def _unload(self, model: _Model, version: int) -> None:
         leaving = model.serving[version]
@@ -180,6 +200,10 @@ class ModelManager:
             log.info("%s version %d unloaded", model.source.name, version)
 
         threading.Thread(target=finish, name=f"unload-{version}", daemon=True).start()
+
+    def unavailable(self) -> list[str]:
+        """The configured models with no version serving (health says NOT_SERVING then)."""
+        return [name for name, model in self.models.items() if not model.serving]
 
     # --- requests --------------------------------------------------------------------------
 

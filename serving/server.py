@@ -4,6 +4,10 @@
     server.start()           # loads the models, then listens
     server.stop(grace=10)    # `python -m serving` does this on SIGTERM/SIGINT
 
+Health (``grpc.health.v1``, for ``""`` and the PredictionService) is SERVING while every
+configured model has a version AVAILABLE, and NOT_SERVING otherwise: before the first version
+loads, when none loads, and from shutdown on.
+
 ``stop(grace)`` is TF Serving's shutdown: the health service turns NOT_SERVING, no new RPC is
 accepted, RPCs in flight get ``grace`` seconds to finish.
 """
@@ -39,14 +43,14 @@ class EmbeddedServer:
     def __init__(self, sources: list[ModelSource], options: ServerOptions):
         self.options = options
         self.metrics = ServingMetrics()
+        self.health = health.HealthServicer()
         self.manager = ModelManager(
             sources,
             poll_seconds=options.poll_seconds,
             warm_up=lambda version: handlers.replay_warmup(version, NO_LIMITS),
             unload_timeout=options.unload_timeout,
-            on_change=self.metrics.model_changed,
+            on_change=self._model_changed,
         )
-        self.health = health.HealthServicer()
         self.run_slots = threading.BoundedSemaphore(options.max_concurrent)
         self.port: int | None = None
         self.metrics_http = None
@@ -88,11 +92,21 @@ class EmbeddedServer:
             why = "in use, or the TLS certificate and key rejected" if credentials else "in use?"
             raise OSError(f"cannot listen on {address} ({why}): {error}") from error
         self._grpc.start()
-        serving = health_pb2.HealthCheckResponse.SERVING
-        for service in ("", PREDICTION_SERVICE):
-            self.health.set(service, serving)
+        self._update_health()
         if self.options.metrics_port is not None:
             self.metrics_http = self.metrics.serve(self.options.host, self.options.metrics_port)
+
+    def _model_changed(self, model: str, version: int, state: str, seconds: float | None):
+        self.metrics.model_changed(model, version, state, seconds)
+        self._update_health()
+
+    def _update_health(self) -> None:
+        """SERVING while every configured model has a version AVAILABLE, NOT_SERVING otherwise
+        (an orchestrator's probe then sees a server that would answer NOT_FOUND)."""
+        status = health_pb2.HealthCheckResponse
+        state = status.NOT_SERVING if self.manager.unavailable() else status.SERVING
+        for service in ("", PREDICTION_SERVICE):
+            self.health.set(service, state)
 
     def stop(self, grace: float | None = None) -> None:
         """Stops accepting, lets in-flight RPCs finish within ``grace`` seconds (default:

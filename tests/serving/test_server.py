@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import threading
 import time
 import urllib.error
@@ -372,6 +373,79 @@ def test_a_broken_version_is_reported_and_the_old_one_keeps_serving(
     request.model_spec.version.value = 2
     (reported,) = status(request).model_version_status
     assert reported.state == STATE.END and "DecodeError" in reported.status.error_message
+
+
+def _broken_version(base_path, version: int) -> None:
+    """A version folder whose saved_model.pb is garbage (a half-written or corrupt export)."""
+    broken = base_path / f".broken-{version}"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(np.random.default_rng(version).bytes(4096))
+    broken.rename(base_path / str(version))
+
+
+def _health(channel) -> dict[str, int]:
+    check = health_pb2_grpc.HealthStub(channel).Check
+    services = ("", "tensorflow.serving.PredictionService")
+    return {s: check(health_pb2.HealthCheckRequest(service=s)).status for s in services}
+
+
+@pytest.fixture
+def start_server():
+    """Starts embedded servers on base paths as they are now; stops them after the test."""
+    from serving.model_config import single_model
+    from serving.options import ServerOptions
+    from serving.server import EmbeddedServer
+
+    started = []
+
+    def start(base_path):
+        options = ServerOptions(host="127.0.0.1", port=0, poll_seconds=0.2)
+        server = EmbeddedServer([single_model("deeplabv3", base_path)], options)
+        server.start()
+        started.append(server)
+        return server, grpc.insecure_channel(f"127.0.0.1:{server.port}")
+
+    yield start
+    for server in started:
+        server.stop(grace=0.5)
+
+
+def test_a_restart_with_a_broken_newest_version_serves_the_newest_that_loads(
+    base_path, exported_version, start_server
+):
+    copy_version(exported_version, base_path, 2)
+    _broken_version(base_path, 3)
+    server, channel = start_server(base_path)
+    predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+    assert predict(_request(_frames())).model_spec.version.value == 2
+    assert _statuses(server) == {2: "AVAILABLE", 3: "END"}
+    assert "DecodeError" in server.manager.versions("deeplabv3", 3)[0].error
+    assert set(_health(channel).values()) == {health_pb2.HealthCheckResponse.SERVING}
+    # Once version 3 is fixed (its folder changes), it is loaded and 2 leaves.
+    fixed = base_path / ".fixed"
+    shutil.copytree(exported_version, fixed)
+    shutil.rmtree(base_path / "3")
+    fixed.rename(base_path / "3")
+    deadline = time.monotonic() + 60
+    while predict(_request(_frames())).model_spec.version.value != 3:
+        assert time.monotonic() < deadline, _statuses(server)
+        time.sleep(0.2)
+
+
+def test_health_is_not_serving_while_no_version_loads(tmp_path, exported_version, start_server):
+    base_path = tmp_path / "deeplabv3"
+    base_path.mkdir()
+    _broken_version(base_path, 1)
+    server, channel = start_server(base_path)
+    assert set(_health(channel).values()) == {health_pb2.HealthCheckResponse.NOT_SERVING}
+    error = _error(prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict, _request())
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    copy_version(exported_version, base_path, 2)
+    deadline = time.monotonic() + 60
+    while set(_health(channel).values()) != {health_pb2.HealthCheckResponse.SERVING}:
+        assert time.monotonic() < deadline, _statuses(server)
+        time.sleep(0.2)
+    assert _statuses(server) == {1: "END", 2: "AVAILABLE"}
 
 
 def test_metrics_count_requests_by_code_at_tf_servings_path(server, predict):
