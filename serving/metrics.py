@@ -1,8 +1,8 @@
 """Prometheus metrics at TF Serving's path, ``/monitoring/prometheus/metrics``.
 
-Requests by model, signature and status code; latency histograms; requests in flight; model
-load time and the state of each version. Each server has its own registry, so several can run
-in one process (the tests do).
+Requests by model, signature and status code; latency histograms; requests in flight and
+received (queued included); model load time and the state of each version. Each server has
+its own registry, so several can run in one process (the tests do).
 
     metrics = ServingMetrics()
     http = metrics.serve("127.0.0.1", 8502)   # GET /monitoring/prometheus/metrics
@@ -44,6 +44,11 @@ class ServingMetrics:
         )
         self.in_flight = Gauge(
             "rcseg_requests_in_flight", "Requests being answered now", registry=self.registry
+        )
+        self.received = Gauge(
+            "rcseg_requests_received",
+            "RPCs received and not yet answered: running, or queued for a request thread",
+            registry=self.registry,
         )
         self.load_seconds = Gauge(
             "rcseg_model_load_seconds",

@@ -30,26 +30,21 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 
 class InFlight:
-    """How many requests are being answered, a wait until none is, and (once closed) a
-    refusal of new ones: a version counts its requests so that unloading waits for them, the
-    server counts its calls so that shutdown does."""
+    """How many requests are being answered, and a wait until none is: a version counts its
+    requests so that unloading waits for them, the server's thread pool counts received RPCs
+    so that shutdown does."""
 
     def __init__(self) -> None:
         self._idle = threading.Condition()
         self._active = 0
-        self._closed = False
 
     @property
     def active(self) -> int:
         return self._active
 
-    def enter(self) -> bool:
-        """Counts a request; False (and not counted) once closed."""
+    def enter(self) -> None:
         with self._idle:
-            if self._closed:
-                return False
             self._active += 1
-            return True
 
     def leave(self) -> None:
         with self._idle:
@@ -59,17 +54,11 @@ class InFlight:
 
     @contextlib.contextmanager
     def track(self) -> Iterator[None]:
-        if not self.enter():
-            raise RuntimeError("closed to new requests")
+        self.enter()
         try:
             yield
         finally:
             self.leave()
-
-    def close(self) -> None:
-        """Refuses new requests from now on (those in flight go on)."""
-        with self._idle:
-            self._closed = True
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """True once no request is being answered (False if ``timeout`` passed first)."""

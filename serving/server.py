@@ -9,7 +9,8 @@ configured model has a version AVAILABLE, and NOT_SERVING otherwise: before the 
 loads, when none loads, and from shutdown on.
 
 ``stop(grace)`` is TF Serving's shutdown: the health service turns NOT_SERVING, no new RPC is
-accepted, RPCs in flight get ``grace`` seconds to finish.
+accepted, RPCs received before (running or queued for a request thread) get ``grace`` seconds
+to be answered (``serving.draining``).
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving import handlers
+from serving.draining import ArrivalGate, CountingThreadPool
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.model_config import ModelSource
 from serving.options import NO_LIMITS, ServerOptions
-from serving.servable import InFlight
 from serving.services import ModelService, PredictionService
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,10 @@ class EmbeddedServer:
         self.metrics_http = None
         self._grpc: grpc.Server | None = None
         self._stopped = threading.Event()
-        self.calls = InFlight()  # every gRPC call being answered (shutdown waits for them)
+        self.gate = ArrivalGate()  # refuses new RPCs once shutdown begins
+        # Every RPC received and not yet answered, queued ones included (shutdown waits).
+        self.pool = CountingThreadPool(options.workers, thread_name_prefix="rpc")
+        self.metrics.received.set_function(lambda: self.pool.calls.active)
 
     def start(self) -> None:
         """Loads every model's versions (blocking), then starts listening."""
@@ -64,7 +67,8 @@ class EmbeddedServer:
         self.manager.start()
         size = self.options.max_message_bytes
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(self.options.workers, thread_name_prefix="rpc"),
+            self.pool,
+            interceptors=[self.gate],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -72,13 +76,11 @@ class EmbeddedServer:
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(
-                self.manager, self.options.limits, self.metrics, self.run_slots, self.calls
-            ),
+            PredictionService(self.manager, self.options.limits, self.metrics, self.run_slots),
             self._grpc,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager, self.metrics, self.calls), self._grpc
+            ModelService(self.manager, self.metrics), self._grpc
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         address = f"{self.options.host}:{self.options.port}"
@@ -116,14 +118,17 @@ class EmbeddedServer:
         grace = self.options.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
         if self._grpc is not None:
-            # Calls in flight finish with the connections open and their answers get a moment
-            # to leave (see services._answer); then gRPC stops with what is left of the grace.
+            # Every received call (queued ones too) is answered with the connections open, and
+            # the answers get a moment to leave: gRPC's own stop closes a connection as soon as
+            # no call runs on it, which cut large answers still being written. Then gRPC stops
+            # with what is left of the grace.
             deadline = time.monotonic() + grace
-            self.calls.close()
-            if self.calls.wait_idle(grace):
+            self.gate.close()
+            if self.pool.calls.wait_idle(grace):
                 time.sleep(min(ANSWER_FLUSH_SECONDS, max(deadline - time.monotonic(), 0)))
             self._grpc.stop(max(deadline - time.monotonic(), 0)).wait()
         self.manager.stop()
+        self.pool.shutdown(wait=False)
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
             self.metrics_http.server_close()

@@ -20,7 +20,6 @@ from serving.errors import ServingError
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.options import Limits
-from serving.servable import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,6 @@ def _answer(service, method: str, request, context, handle: Callable[[], object]
     model, signature = service.manager.known_names(spec.name, signature)
     started = time.perf_counter()
     code = grpc.StatusCode.OK
-    # Shutdown closes the count, then waits for the calls in it with the connections still
-    # open: gRPC's own stop closes a connection as soon as no call runs, which cut large
-    # answers (15 MB of class maps) still being written.
-    if not service.calls.enter():
-        context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
     metrics.in_flight.inc()
     try:
         return handle()
@@ -52,7 +46,6 @@ def _answer(service, method: str, request, context, handle: Callable[[], object]
         code = grpc.StatusCode.INTERNAL
         context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
     finally:
-        service.calls.leave()
         metrics.in_flight.dec()
         metrics.requests.labels(method, model, signature, code.name).inc()
         metrics.latency.labels(method, model, signature).observe(time.perf_counter() - started)
@@ -65,11 +58,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         limits: Limits,
         metrics: ServingMetrics,
         run_slots: threading.Semaphore | None = None,
-        calls: InFlight | None = None,
     ):
         self.manager, self.limits, self.metrics = manager, limits, metrics
         self.run_slots = run_slots
-        self.calls = calls or InFlight()
 
     def Predict(self, request, context):
         return _answer(
@@ -107,11 +98,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(
-        self, manager: ModelManager, metrics: ServingMetrics, calls: InFlight | None = None
-    ):
+    def __init__(self, manager: ModelManager, metrics: ServingMetrics):
         self.manager, self.metrics = manager, metrics
-        self.calls = calls or InFlight()
 
     def GetModelStatus(self, request, context):
         return _answer(

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import grpc
 import numpy as np
 import pytest
@@ -21,6 +22,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.cli import main
 
+LARGE_MESSAGES = [
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.max_receive_message_length", 64 << 20),
+]
 SERVER = [sys.executable, "-m", "serving", "--host", "127.0.0.1", "--port", "0"]
 
 
@@ -50,16 +55,31 @@ def _slow_request() -> predict_pb2.PredictRequest:
     return request
 
 
-def _wait_for_in_flight(metrics_port: int, count: int, timeout: float = 60) -> None:
-    """Until the server's own gauge says ``count`` requests are being answered."""
+def _slow_jpeg_request() -> predict_pb2.PredictRequest:
+    """Eight 720p JPEGs of a smooth picture: ~0.1 MB to send, seconds of work."""
+    rows, cols = np.mgrid[0:720, 0:1280]
+    picture = np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8)
+    jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "deeplabv3"
+    request.model_spec.signature_name = "segment_jpeg"
+    request.inputs["jpeg"].CopyFrom(tf.make_tensor_proto([jpeg] * 8))
+    request.output_filter.append("class_map")
+    return request
+
+
+def _wait_for_gauge(metrics_port: int, gauge: str, count: int, timeout: float = 60) -> None:
+    """Until the server's own ``gauge`` reaches ``count``."""
     url = f"http://127.0.0.1:{metrics_port}/monitoring/prometheus/metrics"
     deadline = time.monotonic() + timeout
+    seen = []
     while time.monotonic() < deadline:
         text = urllib.request.urlopen(url).read().decode()
-        if float(re.search(r"^rcseg_requests_in_flight (\S+)", text, re.M).group(1)) >= count:
+        seen.append(float(re.search(rf"^{gauge} (\S+)", text, re.M).group(1)))
+        if seen[-1] >= count:
             return
         time.sleep(0.02)
-    raise AssertionError(f"{count} requests never were in flight together")
+    raise AssertionError(f"{gauge} never reached {count}: {sorted(set(seen))}")
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_exits_0(base_path):
@@ -72,13 +92,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_0(base_path):
         "--max-concurrent", "1",
     )  # fmt: skip
     try:
-        channel = grpc.insecure_channel(
-            f"127.0.0.1:{port}",
-            options=[
-                ("grpc.max_send_message_length", 64 << 20),
-                ("grpc.max_receive_message_length", 64 << 20),
-            ],
-        )
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=LARGE_MESSAGES)
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
         request = _slow_request()
         predict(request, timeout=120)  # warm: the next ones measure only their own work
@@ -93,7 +107,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_0(base_path):
 
         with ThreadPoolExecutor(2) as pool:
             calls = [pool.submit(call) for _ in range(2)]
-            _wait_for_in_flight(metrics_port, 2)
+            _wait_for_gauge(metrics_port, "rcseg_requests_in_flight", 2)
             signalled_at = time.monotonic()
             process.send_signal(signal.SIGTERM)
             versions = [c.result() for c in calls]
@@ -104,6 +118,37 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_0(base_path):
         with pytest.raises(grpc.RpcError) as raised:
             predict(request, timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        channel.close()
+    finally:
+        process.kill()
+
+
+def test_sigterm_answers_the_requests_queued_behind_the_request_threads(base_path):
+    # Eight callers, four request threads, one model slot: at SIGTERM one request runs, three
+    # wait for the slot and four wait for a thread. All eight had arrived: all are answered.
+    process, port, metrics_port = _start(
+        "--model-name", "deeplabv3", "--model-base-path", str(base_path), "--grace", "120",
+        "--workers", "4", "--max-concurrent", "1",
+    )  # fmt: skip
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=LARGE_MESSAGES)
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        request = _slow_jpeg_request()  # small on the wire: all eight arrive at once
+        predict(request, timeout=120)  # warm
+
+        def call():
+            try:
+                return predict(request, timeout=180).model_spec.version.value
+            except grpc.RpcError as error:
+                return f"{error.code().name}: {error.details()}"
+
+        with ThreadPoolExecutor(8) as pool:
+            calls = [pool.submit(call) for _ in range(8)]
+            _wait_for_gauge(metrics_port, "rcseg_requests_received", 8)
+            process.send_signal(signal.SIGTERM)
+            answers = [c.result() for c in calls]
+        assert answers == [1] * 8
+        assert process.wait(timeout=60) == 0
         channel.close()
     finally:
         process.kill()

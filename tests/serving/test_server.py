@@ -487,26 +487,20 @@ def test_a_subset_of_outputs_runs_a_pruned_function_of_the_signature(exported_ve
     assert kept(images=_frames())["class_map"].shape == (1, 48, 64)
 
 
-def test_a_stopping_server_turns_new_calls_away(server, predict):
+def test_a_stopping_server_turns_new_calls_away_and_still_answers_health(server, predict, channel):
     assert predict(_request(_frames())).model_spec.version.value == 1
-    assert server.calls.wait_idle(timeout=0)  # the answered call left the count
-    server.calls.close()  # what stop() does first, before it waits for calls in flight
+    assert server.pool.calls.wait_idle(timeout=1)  # the answered call left the count
+    server.gate.close()  # what stop() does first, before it waits for the calls received
     error = _error(predict, _request(_frames()))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error.details() == "the server is shutting down"
+    assert set(_health(channel).values()) == {health_pb2.HealthCheckResponse.SERVING}
 
 
-def test_in_flight_counts_waits_and_refuses_once_closed():
+def test_in_flight_counts_and_waits():
     from serving.servable import InFlight
 
     requests = InFlight()
     with requests.track():
         assert requests.active == 1 and not requests.wait_idle(timeout=0.01)
     assert requests.active == 0 and requests.wait_idle(timeout=0)
-    assert requests.enter()
-    requests.close()
-    assert not requests.enter() and requests.active == 1  # the one in flight goes on
-    with pytest.raises(RuntimeError, match="closed to new requests"), requests.track():
-        pass
-    requests.leave()
-    assert requests.wait_idle(timeout=0)
