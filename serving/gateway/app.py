@@ -1,7 +1,7 @@
 """The FastAPI app: ``POST /v1/segment``, model info, health, metrics and the results page.
 
-    app = create_app(GatewaySettings(targets=("model-server:PORT",)))
-    uvicorn.run(app, port=settings.port)
+    settings = GatewaySettings(targets=("model-server:PORT",))
+    uvicorn.Server(uvicorn_config(settings)).run()  # cli: with the connection bounds
 
     curl -F file=@street.jpg "$GATEWAY/v1/segment?format=json"
     curl --data-binary @street.jpg -H 'Content-Type: image/jpeg' "$GATEWAY/v1/segment" -o m.png

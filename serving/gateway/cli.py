@@ -10,10 +10,16 @@ loads neither FastAPI nor TensorFlow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from client import contract
 from serving.gateway.settings import LOG_LEVELS, MIB, GatewaySettings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
 
 DEFAULTS = GatewaySettings()
 
@@ -51,6 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.max_pixels,
         help="decoded image size limit (default %(default)s)",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULTS.max_connections,
+        help="open connections; more are closed on accept (default %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULTS.header_timeout,
+        help="seconds for a request line and headers to arrive (default %(default)s)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULTS.body_timeout,
+        help="longest pause within a request body, seconds (default %(default)s)",
+    )
     return parser
 
 
@@ -69,6 +93,33 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+    )
+
+
+def uvicorn_config(settings: GatewaySettings, app: FastAPI | None = None) -> uvicorn.Config:
+    """uvicorn's configuration for ``settings`` (the app built from them unless given): what
+    ``main`` serves, and what the tests serve to check the connection bounds."""
+    import uvicorn
+
+    from serving.gateway.app import create_app
+    from serving.gateway.connections import ConnectionLimits, guarded_protocol
+
+    limits = ConnectionLimits(
+        settings.max_connections, settings.header_timeout, settings.body_timeout
+    )
+    return uvicorn.Config(
+        app or create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        http=guarded_protocol(limits),
+        ws="none",  # no WebSocket routes; an upgrade would take the socket past the timers
+        # uvicorn counts the asking connection too: +1 so it never refuses one the cap let in,
+        # only requests past the cap still running for clients that left.
+        limit_concurrency=settings.max_connections + 1,
     )
 
 
@@ -81,14 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from serving.gateway.app import create_app
-
     print(
         f"gateway for {settings.model} on {', '.join(settings.targets)}: "
         f"http://{settings.host}:{settings.port}/ (API docs at /docs)",
         flush=True,
     )
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
-    )
-    return 0
+    server = uvicorn.Server(uvicorn_config(settings))
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
+        server.run()
+    return 0 if server.started else 1  # uvicorn logged why it did not start

@@ -31,6 +31,15 @@ class GatewaySettings:
     limit, the embedded server's default: an image that passes here also passes there).
 
     ``host``, ``port`` and ``log_level`` are uvicorn's, used by the CLI only.
+
+    Connection bounds uvicorn lacks (``connections.py``; the CLI's server only): at most
+    ``max_connections`` open, over it one is closed on accept. 900 fits under the common
+    1024-descriptor soft limit with room for what else the process holds (listener, gRPC
+    channels, static files: 14 when measured idle), and is far more clients than one model
+    server can keep busy. Request line and headers must arrive within ``header_timeout``
+    seconds (they are one packet from a working client); the body may pause at most
+    ``body_timeout`` seconds between reads (an idle timeout, so a slow upload that progresses
+    passes); else 408 and close.
     """
 
     targets: tuple[str, ...] = (f"localhost:{contract.GRPC_PORT}",)
@@ -43,9 +52,14 @@ class GatewaySettings:
     host: str = "0.0.0.0"
     port: int = contract.GATEWAY_PORT
     log_level: str = "info"
+    max_connections: int = 900
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
             object.__setattr__(self, "targets", (self.targets,))
         if self.max_upload_bytes < 1 or self.max_pixels < 1:
             raise ValueError("max_upload_bytes and max_pixels must be positive")
+        if self.max_connections < 1 or self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise ValueError("max_connections, header_timeout and body_timeout must be positive")
