@@ -25,9 +25,11 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from serving.errors import invalid
 from serving.options import Limits
 
-# The contract's formats. (TensorFlow would also decode GIF, every frame of it, whatever the
-# header says: a pixel limit read from headers cannot hold for GIFs.)
-ENCODED_FORMATS = ("JPEG", "PNG")
+# The contract's formats, as PIL names them. MPO is a JPEG followed by more JPEGs (what phone
+# cameras write for Ultra HDR and multi-picture photos): TensorFlow decodes the first, whose
+# size PIL reads. (TensorFlow would also decode GIF, every frame of it, whatever the header
+# says: a pixel limit read from headers cannot hold for GIFs.)
+ENCODED_FORMATS = ("JPEG", "MPO", "PNG")
 
 
 def _dtype_name(dtype: int) -> str:

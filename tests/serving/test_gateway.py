@@ -117,6 +117,20 @@ def test_png_uploads_work(http, jpeg, reference):
     assert np.array(Image.open(io.BytesIO(response.content))).shape == reference.shape
 
 
+def test_a_multi_picture_jpeg_from_a_phone_is_segmented(http, jpeg, saved_model_of_served):
+    picture = Image.open(io.BytesIO(jpeg))
+    buffer = io.BytesIO()  # MPO: the picture, then a smaller one (Ultra HDR, depth maps)
+    second = picture.resize((picture.width // 2, picture.height // 2))
+    picture.save(buffer, format="MPO", save_all=True, append_images=[second])
+    mpo = buffer.getvalue()
+    response = http.post("/v1/segment", content=mpo, headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200, response.text
+    expected = saved_model_of_served.signatures["segment_jpeg"](jpeg=np.array([mpo]))
+    np.testing.assert_array_equal(
+        np.array(Image.open(io.BytesIO(response.content))), expected["class_map"].numpy()[0]
+    )
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width×height pixels in a few dozen bytes (a decompression bomb's
     header)."""

@@ -107,6 +107,25 @@ def test_segment_jpeg_answers_jpeg_and_png_bytes_at_their_size(predict):
     )
 
 
+def _mpo(frame: np.ndarray) -> bytes:
+    """A multi-picture JPEG (MPO, what phone cameras write): ``frame``, then a smaller one."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    second = Image.new("RGB", (frame.shape[1] // 2, frame.shape[0] // 2))
+    Image.fromarray(frame).save(buffer, format="MPO", save_all=True, append_images=[second])
+    return buffer.getvalue()
+
+
+def test_a_multi_picture_jpeg_is_segmented_as_its_first_picture(predict):
+    frame = _frames(1, 60, 80)[0]
+    request = _request(signature_name="segment_jpeg")
+    request.inputs["jpeg"].CopyFrom(tf.make_tensor_proto([_mpo(frame)]))
+    assert tf.make_ndarray(predict(request).outputs["class_map"]).shape == (1, 60, 80)
+
+
 def test_metadata_signature_answers_without_inputs(predict):
     response = predict(_request(signature_name="metadata"))
     names = tf.make_ndarray(response.outputs["class_names"])
