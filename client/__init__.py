@@ -27,6 +27,7 @@ from client.errors import (
     ServerError,
     ServerUnavailable,
     SignatureMismatch,
+    TlsMismatch,
 )
 from client.overlay import draw_legend, overlay
 from client.palette import VOC_CLASS_NAMES, colorize, voc_colormap
@@ -66,6 +67,7 @@ __all__ = [
     "SourceError",
     "StageTimings",
     "StreamResult",
+    "TlsMismatch",
     "colorize",
     "draw_legend",
     "open_source",

@@ -13,6 +13,8 @@ own message (TF Serving and the embedded server name the problem there):
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 
@@ -48,6 +50,12 @@ class SignatureMismatch(ClientError):
 class ServerUnavailable(ClientError):
     """No server answered within the deadline (UNAVAILABLE after retries, or not ready), or
     the server cancelled the call as it shut down (CANCELLED)."""
+
+
+class TlsMismatch(ServerUnavailable):
+    """TLS on one side only (a plain-text client at a TLS port, or the reverse), or a server
+    certificate the client's CA did not sign: raised after the first attempt, as retrying
+    cannot help."""
 
 
 class DeadlineExceeded(ClientError):
@@ -90,3 +98,30 @@ def from_rpc_error(error: grpc.RpcError, target: str, attempts: int = 1) -> Clie
     after = f" (after {attempts} attempts)" if attempts > 1 else ""
     kind = _BY_CODE.get(code, ServerError)
     return kind(f"{target}: {code.name}{after}: {details}", code=code, target=target)
+
+
+# What TensorFlow wraps a kernel's message in: graph and function names, node annotations,
+# Python stack traces (or their placeholder). A driver or an HTTP user needs the reason only.
+_TENSORFLOW_FRAMING = re.compile(
+    r"Graph execution error:\s*"
+    r"|Detected at node .*? defined at \(most recent call last\):\n(?:(?:  .*)?\n)*?"
+    r"(?=\S)"
+    r"|<stack traces unavailable>\n?"
+    r"|^Node: .*\n"
+    r"|\{\{function_node [^}]*\}\}\s*"
+    r"|\s*\[\[(?:\{\{[^}]*\}\})+\]\]"
+    r"|\s*\[Op:[^\]]*\](?: name: \S*)?",
+    re.MULTILINE,
+)
+
+
+def plain_reason(message: str) -> str:
+    """A TensorFlow error message without TensorFlow's framing: the kernel's reason alone.
+
+    >>> plain_reason("Graph execution error:\\n\\nDetected at node d defined at (most recent "
+    ...     "call last):\\n<stack traces unavailable>\\nInvalid JPEG data.\\n\\t "
+    ...     "[[{{node d}}]] [Op:__inference_f_12]")
+    'Invalid JPEG data.'
+    """
+    reason = _TENSORFLOW_FRAMING.sub("", message).strip()
+    return reason or message.strip()

@@ -32,13 +32,14 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from client import contract, wire
+from client import contract, diagnosis, wire
 from client.errors import (
     ClientClosed,
     ClientError,
     InvalidFrame,
     InvalidResponse,
     ServerUnavailable,
+    TlsMismatch,
     from_rpc_error,
 )
 from client.palette import ColorOrder
@@ -120,6 +121,11 @@ class SegmentationClient:
     ``credentials`` (``grpc.ssl_channel_credentials(...)``) switches to TLS. ``options`` are
     extra gRPC channel options; they override ours. ``workers`` is how many ``segment_async``
     calls run at once (a stream keeps at most that many frames in flight).
+
+    ``connect_timeout`` bounds how long a call keeps retrying while no server answers
+    (UNAVAILABLE): None waits out the whole deadline (a vehicle rides through a server restart
+    or a Wi-Fi gap); a gateway answering people says 503 within it instead. Plain text against
+    a TLS port, or the reverse, raises TlsMismatch after the first attempt, saying so.
     """
 
     def __init__(
@@ -135,6 +141,7 @@ class SegmentationClient:
         options: Sequence[tuple[str, object]] = (),
         retry: RetryPolicy = RetryPolicy(),
         workers: int = 4,
+        connect_timeout: float | None = None,
     ):
         targets = [target] if isinstance(target, str) else list(target)
         if not targets or not all(isinstance(t, str) and t for t in targets):
@@ -146,6 +153,8 @@ class SegmentationClient:
             raise ValueError(f"jpeg_quality must be in 0..100, got {jpeg_quality}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if connect_timeout is not None and connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be positive or None, got {connect_timeout}")
         self.targets = tuple(targets)
         self.model = model
         self.version = version
@@ -154,6 +163,9 @@ class SegmentationClient:
         self.timeout = timeout
         self.retry = retry
         self.workers = workers
+        self.connect_timeout = connect_timeout
+        self._uses_tls = credentials is not None
+        self._mismatches: dict[int, TlsMismatch] = {}
         # Caller's options replace ours by name (gRPC would take the first of duplicates).
         channel_options = list({**dict(_CHANNEL_OPTIONS), **dict(options)}.items())
         self._channels = [
@@ -202,14 +214,17 @@ class SegmentationClient:
     def _call(
         self, methods: list, request: bytes, timeout: float | None, targets: range | None = None
     ) -> bytes:
-        """One RPC with retries on UNAVAILABLE and CANCELLED until the deadline. Each call
-        starts at the next target (round-robin) and a retry moves to the following one; the
-        backoff sleep comes only once every target has failed in a round. Other codes raise at
-        once."""
+        """One RPC with retries on UNAVAILABLE and CANCELLED until the deadline (or, with
+        ``connect_timeout``, until no server answered for that long). Each call starts at the
+        next target (round-robin) and a retry moves to the following one; the backoff sleep
+        comes only once every target has failed in a round. Other codes raise at once, and so
+        does a TLS mismatch (it never clears by itself)."""
         if self._closing.is_set():
             raise ClientClosed("the client is closed")
         targets = targets if targets is not None else range(len(methods))
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        started = time.monotonic()
+        deadline = started + (self.timeout if timeout is None else timeout)
+        give_up = deadline if self.connect_timeout is None else started + self.connect_timeout
         backoff = self.retry.initial_backoff
         start = next(self._turn)
         unavailable: ClientError | None = None
@@ -230,13 +245,31 @@ class SegmentationClient:
                     raise unavailable from None
                 if code not in _RETRIED:
                     raise failure from None
+                mismatch = self._tls_mismatch(index, failure)
+                if mismatch is not None:
+                    raise mismatch from None
                 unavailable = failure
+            if time.monotonic() >= min(give_up, deadline):
+                raise unavailable
             if (attempt + 1) % len(targets) == 0:
-                pause = min(backoff, deadline - time.monotonic())
+                pause = min(backoff, min(give_up, deadline) - time.monotonic())
                 if pause > 0 and self._closing.wait(pause):
                     raise ClientClosed("the client was closed while waiting to retry")
                 backoff = min(backoff * self.retry.multiplier, self.retry.max_backoff)
         raise AssertionError("unreachable")
+
+    def _tls_mismatch(self, index: int, failure: ClientError) -> TlsMismatch | None:
+        """The error to raise if ``failure`` comes from TLS on one side only (checked once
+        per target: a probe costs a connection)."""
+        if failure.code != grpc.StatusCode.UNAVAILABLE:
+            return None
+        if index not in self._mismatches:
+            target = self.targets[index]
+            reason = diagnosis.tls_mismatch(target, str(failure), uses_tls=self._uses_tls)
+            if reason is None:
+                return None  # not known to be one: asked again on a later failure
+            self._mismatches[index] = TlsMismatch(reason, code=failure.code, target=target)
+        return self._mismatches[index]
 
     def predict(
         self,
@@ -295,7 +328,7 @@ class SegmentationClient:
                     return statuses
                 last = str(statuses)
             except ClientError as error:
-                if error.code not in _NOT_READY_YET:
+                if error.code not in _NOT_READY_YET or isinstance(error, TlsMismatch):
                     raise
                 last = str(error)
             if time.monotonic() >= deadline:

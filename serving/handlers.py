@@ -21,7 +21,8 @@ from tensorflow_serving.apis import (
 )
 
 from client import contract
-from serving.errors import ServingError, invalid
+from client.errors import plain_reason
+from serving.errors import ServingError, echo, invalid
 from serving.inputs import check_inputs
 from serving.manager import ModelManager
 from serving.options import Limits
@@ -30,6 +31,15 @@ from serving.servable import LoadedVersion
 DEFAULT_SIGNATURE = contract.SEGMENT.name  # TF Serving's default signature key
 GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 STATES = get_model_status_pb2.ModelVersionStatus.State
+
+
+def _model_spec(request) -> model_pb2.ModelSpec:
+    """The request's ModelSpec; INVALID_ARGUMENT, as TF Serving, when it has none or no name."""
+    if not request.HasField("model_spec"):
+        raise invalid("Missing ModelSpec")
+    if not request.model_spec.name:
+        raise invalid("ModelSpec has no name specified")
+    return request.model_spec
 
 
 def _requested(spec: model_pb2.ModelSpec) -> dict:
@@ -50,11 +60,11 @@ def _output_names(signature_def, output_filter) -> list[str]:
     names = list(output_filter) or sorted(signature_def.outputs)
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
-        raise invalid(f"duplicate output tensor alias: {duplicate}")
+        raise invalid(f"duplicate output tensor alias: {echo(duplicate)}")
     for name in names:
         if name not in signature_def.outputs:
             raise invalid(
-                f"output tensor alias not found in signature: {name} Outputs expected to be "
+                f"output tensor alias not found in signature: {echo(name)} Outputs expected to be "
                 f"in the set {{{','.join(sorted(signature_def.outputs))}}}."
             )
     return names
@@ -72,7 +82,7 @@ def predict_on(
     if signature_def is None:
         raise ServingError(
             grpc.StatusCode.FAILED_PRECONDITION,
-            f'Serving signature key "{signature}" not found.',
+            f'Serving signature key "{echo(signature)}" not found.',
         )
     arrays = check_inputs(signature_def, request.inputs, limits)
     names = _output_names(signature_def, request.output_filter)
@@ -81,7 +91,8 @@ def predict_on(
             outputs = version.outputs_of(signature, names)(**arrays)
     except tf.errors.OpError as error:  # TF's codes are gRPC's canonical codes, as in TF Serving
         code = GRPC_CODES.get(error.error_code, grpc.StatusCode.INTERNAL)
-        raise ServingError(code, error.message) from None
+        # The kernel's reason, without the eager call's framing (graph and node names).
+        raise ServingError(code, plain_reason(error.message)) from None
     response = predict_pb2.PredictResponse()
     _echo(response.model_spec, version, signature)
     for name in names:
@@ -96,7 +107,7 @@ def predict(
     limits: Limits,
     run_slots: threading.Semaphore | None = None,
 ) -> predict_pb2.PredictResponse:
-    with manager.serving(**_requested(request.model_spec)) as version:
+    with manager.serving(**_requested(_model_spec(request))) as version:
         return predict_on(version, request, limits, run_slots)
 
 
@@ -127,8 +138,8 @@ def get_model_metadata(
         raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
     for field in fields:
         if field != "signature_def":
-            raise invalid(f"Metadata field {field} is not supported")
-    with manager.serving(**_requested(request.model_spec)) as version:
+            raise invalid(f"Metadata field {echo(field)} is not supported")
+    with manager.serving(**_requested(_model_spec(request))) as version:
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = version.name
         response.model_spec.version.value = version.version
@@ -142,7 +153,7 @@ def get_model_metadata(
 def get_model_status(
     manager: ModelManager, request: get_model_status_pb2.GetModelStatusRequest
 ) -> get_model_status_pb2.GetModelStatusResponse:
-    spec = request.model_spec
+    spec = _model_spec(request)
     if spec.version_label:
         with manager.serving(**_requested(spec)) as version:
             wanted = version.version

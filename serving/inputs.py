@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving.errors import invalid
+from serving.errors import echo_set, invalid
 from serving.options import Limits
 
 # The contract's formats, as PIL names them. MPO is a JPEG followed by more JPEGs (what phone
@@ -62,6 +62,10 @@ def _to_array(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
     except (ValueError, TypeError) as error:
         raise invalid(
             f"input {name}: content does not match shape {_shape(proto)} ({error})"
+        ) from None
+    except OverflowError as error:  # e.g. int_val 300 for a uint8 input
+        raise invalid(
+            f"input {name}: a value does not fit {_dtype_name(proto.dtype)} ({error})"
         ) from None
 
 
@@ -123,9 +127,9 @@ def check_inputs(
     if sent - expected or missing:
         raise invalid(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
-            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
-            f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
-            f"Missing but required: {{{','.join(sorted(missing))}}}."
+            f"len({echo_set(sent)}) != len({echo_set(expected)}). "
+            f"Sent extra: {echo_set(sent - expected)}. "
+            f"Missing but required: {echo_set(missing)}."
         )
     arrays = {}
     for name in sorted(expected):

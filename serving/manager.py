@@ -28,7 +28,7 @@ from pathlib import Path
 import grpc
 
 from client.contract import version_folders
-from serving.errors import ServingError
+from serving.errors import ServingError, echo
 from serving.model_config import ModelSource, select_versions
 from serving.servable import LoadedVersion, load_version
 
@@ -222,14 +222,15 @@ class ModelManager:
         """The requested version (newest when neither ``version`` nor ``label`` is given),
         counted as in flight until the block ends. NOT_FOUND as TF Serving words it."""
         if label:
-            model = self._model(name, f"Latest({name})")
+            model = self._model(name, f"Latest({echo(name)})")
             if label not in model.source.labels:
                 raise ServingError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"Unrecognized servable version label: {label}",
+                    f"Unrecognized servable version label: {echo(label)}",
                 )
             version = model.source.labels[label]
-        request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+        shown = echo(name)
+        request = f"Latest({shown})" if version is None else f"Specific({shown}, {version})"
         model = self._model(name, request)
         table = model.serving  # one read: a swap during the request does not affect it
         chosen = table.get(max(table) if version is None and table else version)
@@ -242,19 +243,19 @@ class ModelManager:
 
     def versions(self, name: str, version: int | None = None) -> list[VersionStatus]:
         """Status of every version the model has had (or of one), for GetModelStatus."""
-        model = self._model(name, f"Latest({name})")
+        model = self._model(name, f"Latest({echo(name)})")
         statuses = sorted(model.status.values(), key=lambda s: s.version)
         if version is not None:
             statuses = [s for s in statuses if s.version == version]
             if not statuses:
                 raise ServingError(
                     grpc.StatusCode.NOT_FOUND,
-                    f"Could not find version {version} of model {name}",
+                    f"Could not find version {version} of model {echo(name)}",
                 )
         if not statuses:
             raise ServingError(
                 grpc.StatusCode.NOT_FOUND,
-                f"Could not find any versions of model {name}",
+                f"Could not find any versions of model {echo(name)}",
             )
         return statuses
 

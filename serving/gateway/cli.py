@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from client import contract
@@ -44,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULTS.timeout,
         help="model server deadline (s; default %(default)s)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULTS.connect_timeout,
+        help="seconds to wait for a model server that does not answer: then 503 "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        type=Path,
+        help="PEM root certificate: reach the model servers over TLS (their --ssl-cert)",
     )
     parser.add_argument(
         "--max-upload-mb",
@@ -88,6 +101,8 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         model=args.model,
         version=version,
         timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        ca_cert=args.ca_cert,
         max_upload_bytes=int(args.max_upload_mb * MIB),
         max_pixels=args.max_pixels,
         host=args.host,
@@ -127,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from(args)
+        settings.credentials()  # an unreadable --ca-cert is named now, not at the first request
     except ValueError as error:
         print(f"error: {error}")
         return 2

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from client import errors
+from client.errors import plain_reason
 from serving.gateway.schemas import ErrorBody
 
 
@@ -68,7 +69,8 @@ async def _refused(request: Request, error: Exception) -> JSONResponse:
 
 async def _upstream(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.ClientError)
-    return error_response(upstream_status(error), f"model server: {error}")
+    # TF Serving passes TensorFlow's node and graph names on: the reason is what helps here.
+    return error_response(upstream_status(error), f"model server: {plain_reason(str(error))}")
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:

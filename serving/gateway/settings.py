@@ -7,6 +7,9 @@ from these fields (TF Serving's rule: one Options struct, flags bind to it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
 
 from client import contract
 
@@ -24,7 +27,11 @@ and a health check or the page must not wait for the segmentation deadline when 
 class GatewaySettings:
     """``targets``: model servers (HOST:PORT), round-robin when several; ``model`` and
     ``version`` (a number, a label, or None for the latest) what to ask them for;
-    ``timeout`` each segmentation's deadline in seconds.
+    ``timeout`` each segmentation's deadline in seconds; ``connect_timeout`` how long a call
+    waits for a model server that does not answer at all (down, restarting): a person or a
+    load balancer gets 503 within a second and can retry, rather than waiting out the whole
+    deadline. ``ca_cert``: a PEM root certificate to reach the model servers over TLS (the
+    server's ``--ssl-cert`` or the CA that signed it).
 
     ``max_upload_bytes`` bounds a request body (10 MiB: a large phone JPEG); ``max_pixels``
     bounds the decoded image, checked on the header before anything is decoded (the contract's
@@ -46,6 +53,8 @@ class GatewaySettings:
     model: str = contract.DEFAULT_MODEL_NAME
     version: int | str | None = None
     timeout: float = 30.0
+    connect_timeout: float = 1.0
+    ca_cert: Path | None = None
     max_upload_bytes: int = 10 * MIB
     max_pixels: int = contract.DEFAULT_MAX_PIXELS
     overlay_quality: int = 90
@@ -63,3 +72,16 @@ class GatewaySettings:
             raise ValueError("max_upload_bytes and max_pixels must be positive")
         if self.max_connections < 1 or self.header_timeout <= 0 or self.body_timeout <= 0:
             raise ValueError("max_connections, header_timeout and body_timeout must be positive")
+        if self.connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be positive, got {self.connect_timeout}")
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS credentials from ``ca_cert``, or None for plain text; ValueError naming the
+        file if it cannot be read."""
+        if self.ca_cert is None:
+            return None
+        try:
+            root = Path(self.ca_cert).read_bytes()
+        except OSError as error:
+            raise ValueError(f"cannot read the CA certificate (--ca-cert): {error}") from None
+        return grpc.ssl_channel_credentials(root_certificates=root)

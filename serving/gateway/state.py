@@ -56,7 +56,12 @@ class Gateway:
         if client is not None:
             return cls(settings, client, metrics)
         own = SegmentationClient(
-            settings.targets, settings.model, version=settings.version, timeout=settings.timeout
+            settings.targets,
+            settings.model,
+            version=settings.version,
+            timeout=settings.timeout,
+            connect_timeout=settings.connect_timeout,
+            credentials=settings.credentials(),
         )
         return cls(settings, own, metrics, owns_client=True)
 

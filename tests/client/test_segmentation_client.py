@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -19,9 +18,10 @@ from client import (
     RequestTooLarge,
     SegmentationClient,
     ServerUnavailable,
+    TlsMismatch,
 )
 from client.errors import ClientClosed, InvalidResponse, SignatureMismatch
-from tests.helpers import free_port
+from tests.helpers import free_port, self_signed_certificate
 
 
 @pytest.fixture(scope="module")
@@ -195,25 +195,39 @@ def test_round_robin_over_targets_and_failover(start_server, frame_bgr):
         assert answered(first) == 5
 
 
-def test_tls(start_server, frame_bgr, tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        capture_output=True,
-    )  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip(f"openssl could not make a test certificate: {made.stderr.decode()[-200:]}")
+def test_tls_and_a_mismatch_named_at_once(start_server, target, frame_bgr, tmp_path):
+    key, cert = self_signed_certificate(tmp_path)
     server = start_server(tls_cert=cert, tls_key=key)
     credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
     with SegmentationClient(f"localhost:{server.port}", credentials=credentials) as client:
         assert client.segment(frame_bgr).class_map.shape == frame_bgr.shape[:2]
-    with (
-        SegmentationClient(f"localhost:{server.port}", timeout=1) as plain,
-        pytest.raises(ServerUnavailable),
-    ):
-        plain.segment(frame_bgr)
+    (tmp_path / "other").mkdir()
+    _, other = self_signed_certificate(tmp_path / "other")
+    untrusted = grpc.ssl_channel_credentials(root_certificates=other.read_bytes())
+    for client, words in [
+        (SegmentationClient(f"localhost:{server.port}"), "speaks TLS and this client sends plain"),
+        (SegmentationClient(target, credentials=credentials), "answers in plain text, not TLS"),
+        (
+            SegmentationClient(f"localhost:{server.port}", credentials=untrusted),
+            "certificate is not signed by the CA",
+        ),
+    ]:
+        with client:
+            started = time.monotonic()
+            with pytest.raises(TlsMismatch, match=words):  # its 10 s deadline: no retries
+                client.segment(frame_bgr)
+            with pytest.raises(TlsMismatch, match=words):
+                client.wait_until_ready(timeout=10)
+            assert time.monotonic() - started < 2
+
+
+def test_connect_timeout_bounds_the_wait_for_a_server_that_is_down(frame_bgr):
+    dead = f"127.0.0.1:{free_port()}"
+    with SegmentationClient(dead, timeout=30, connect_timeout=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailable, match=dead.replace(".", r"\.")):
+            client.segment(frame_bgr)
+        assert 0.4 < time.monotonic() - started < 2
 
 
 def test_concurrent_segment_calls_from_threads(target, frame_bgr):

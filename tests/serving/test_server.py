@@ -245,15 +245,33 @@ BAD_REQUESTS = {
         lambda: _jpeg_request([b"hello, not a JPEG"]),
         "input jpeg[0]: not a decodable JPEG or PNG image (17 bytes",
     ),
-    "a JPEG cut short": (
-        lambda: _jpeg_request([_jpeg(_frames(1, 60, 80)[0])[:400]]),
-        "",  # the header reads; TensorFlow's decoder reports the rest
+    "a JPEG cut short": (  # the header reads; TensorFlow's decoder reports the rest
+        lambda: _jpeg_request([_half_jpeg()]),
+        "Invalid JPEG data",
     ),
+    "a uint8 int_val over 255": (
+        lambda: _with_input("images", _int_vals([1, 2, 2, 3], [300] * 12)),
+        "input images: a value does not fit DT_UINT8",
+    ),
+    "no model_spec": (lambda: predict_pb2.PredictRequest(), "Missing ModelSpec"),
+    "an empty model name": (lambda: _request(_frames(), name=""), "ModelSpec has no name"),
     "JPEGs of two sizes": (
         lambda: _jpeg_request([_jpeg(_frames(1, 60, 80)[0]), _jpeg(_frames(1, 40, 80)[0])]),
         "must have the same size",
     ),
 }
+
+
+def _half_jpeg() -> bytes:
+    data = _jpeg(_frames(1, 60, 80)[0])
+    return data[: len(data) // 2]
+
+
+def _int_vals(shape, values):
+    proto = tf.make_tensor_proto(np.zeros(shape, np.uint8))
+    proto.tensor_content = b""
+    proto.int_val.extend(values)
+    return proto
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -322,6 +340,32 @@ def test_bad_input_is_invalid_argument_naming_the_problem_and_the_server_keeps_a
 def test_unknown_model_version_label_and_signature(predict, spec, code, message):
     error = _error(predict, _request(_frames(), **spec))
     assert error.code() == code and message in error.details()
+
+
+def test_tensorflow_errors_reach_the_client_without_graph_internals(predict):
+    error = _error(predict, _jpeg_request([_half_jpeg()]))
+    assert error.details() == "jpeg::Uncompress failed. Invalid JPEG data or crop window."
+
+
+def test_names_a_client_sends_are_echoed_bounded(predict, channel):
+    long = "s" * 100_000
+    for request, code in [
+        (_request(_frames(), signature_name=long), grpc.StatusCode.FAILED_PRECONDITION),
+        (_request(_frames(), name=long), grpc.StatusCode.NOT_FOUND),
+        (_request(_frames(), version_label=long), grpc.StatusCode.INVALID_ARGUMENT),
+    ]:
+        error = _error(predict, request)
+        assert error.code() == code and "100,000 characters" in error.details()
+        assert len(error.details()) < 300
+    many = _request(_frames())
+    for index in range(5000):
+        many.inputs[f"extra_{index:05}_{'x' * 50}"].CopyFrom(tf.make_tensor_proto(np.uint8(0)))
+    error = _error(predict, many)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "… 4990 more" in error.details()
+    assert len(error.details()) <= 2000 + 40
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus
+    request = get_model_status_pb2.GetModelStatusRequest()
+    assert _error(status, request).details() == "Missing ModelSpec"
 
 
 def test_classify_regress_and_multi_inference_are_unimplemented(channel):
