@@ -175,10 +175,14 @@ def check_root(
             problems.append(Problem(root / voc.SPLIT_DIR, "no split lists (*.txt) found"))
     split_counts, all_ids = {}, {}
     for name in lists:
+        path = voc.split_list_path(root, name)
         try:
-            ids = voc.read_split_list(voc.split_list_path(root, name))
+            ids = voc.read_split_list(path)
+        except voc.RepeatedIdsError as error:  # reported, and its samples still checked
+            problems.append(Problem(path, str(error).removeprefix(f"{path}: ")))
+            ids = error.ids
         except (FileNotFoundError, ValueError) as error:
-            problems.append(Problem(voc.split_list_path(root, name), str(error)))
+            problems.append(Problem(path, str(error)))
             continue
         split_counts[name] = len(ids)
         all_ids.update(dict.fromkeys(ids))

@@ -22,6 +22,7 @@ __all__ = [
     "IGNORE_LABEL",
     "NUM_CLASSES",
     "VOC_CLASS_NAMES",
+    "RepeatedIdsError",
     "class_names",
     "image_path",
     "mask_path",
@@ -124,15 +125,39 @@ def split_list_names(root: str | Path) -> list[str]:
     return sorted(p.stem for p in split_dir.glob("*.txt"))
 
 
+class RepeatedIdsError(ValueError):
+    """A split list names some ids more than once: ``repeats`` maps each to its line numbers,
+    ``ids`` holds every id once (first occurrences, in file order) for checks that go on."""
+
+    SHOWN = 5
+
+    def __init__(self, path: Path, ids: list[str], repeats: dict[str, list[int]]):
+        self.path, self.ids, self.repeats = path, ids, repeats
+        shown = [
+            f"{name} (lines {', '.join(map(str, lines))})"
+            for name, lines in list(repeats.items())[: self.SHOWN]
+        ]
+        more = f" and {len(repeats) - self.SHOWN} more" if len(repeats) > self.SHOWN else ""
+        super().__init__(
+            f"{path}: split list repeats {len(repeats)} id(s): {'; '.join(shown)}{more}; "
+            "list each id once"
+        )
+
+
 def read_split_list(path: str | Path) -> list[str]:
-    """Ids of a split list file, one per line, in file order (blank lines ignored)."""
+    """Ids of a split list file, one per line, in file order (blank lines ignored);
+    RepeatedIdsError naming the ids listed twice."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"split list {path} does not exist")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: split list repeats ids")
-    return ids
+    lines: dict[str, list[int]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            lines.setdefault(line.strip(), []).append(number)
+    repeats = {name: numbers for name, numbers in lines.items() if len(numbers) > 1}
+    if repeats:
+        raise RepeatedIdsError(path, list(lines), repeats)
+    return list(lines)
 
 
 def resolve_split(root: str | Path, split: str, *, seed: int = DEFAULT_SPLIT_SEED) -> list[str]:

@@ -94,3 +94,18 @@ def test_bad_arguments_are_named(tmp_path):
     result = run("prepare", "--root", tmp_path / "nowhere")
     assert result.returncode == 1
     assert "ImageSets/Segmentation does not exist: not a VOC-format root" in result.stderr
+
+
+def test_train_names_the_ids_a_split_list_repeats(voc_sample, tmp_path):
+    root = tmp_path / "voc"
+    shutil.copytree(voc_sample, root, ignore=shutil.ignore_patterns("official", "*.csv"))
+    train = voc.split_list_path(root, "train")
+    first = voc.read_split_list(train)[0]
+    train.write_text(train.read_text() + first + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--preset", "smoke",
+         "--data", str(root), "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"split list repeats 1 id(s): {first} (lines 1, 7)" in result.stderr

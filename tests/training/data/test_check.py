@@ -66,3 +66,15 @@ def test_num_classes_narrows_allowed_values(voc_sample):
     report = check_root(voc_sample, num_classes=2, lists=["val"])
     assert not report.ok
     assert all("expected 0–1 and 255" in p.what for p in report.problems)
+
+
+def test_a_split_list_that_repeats_ids_is_reported_and_its_samples_still_checked(broken_root):
+    train = voc.split_list_path(broken_root, "train")
+    ids = voc.read_split_list(voc.split_list_path(broken_root, "val"))
+    train.write_text(train.read_text() + "\n".join(ids[:2] + ids[:1]) + "\n")
+    report = check_root(broken_root)
+    problems = [str(p) for p in report.problems]
+    repeated = next(p for p in problems if "repeats" in p)
+    assert repeated.startswith(f"{train}: split list repeats 1 id(s): {ids[0]} (lines ")
+    assert len(problems) == 7, problems  # the six sample problems are still found
+    assert report.split_counts["train"] == 6 + 2

@@ -111,3 +111,14 @@ def test_write_split_lists(official_root, tmp_path):
 def test_missing_split_list_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"train.txt does not exist"):
         voc.resolve_split(tmp_path, "train")
+
+
+def test_a_split_list_that_repeats_ids_names_them_and_their_lines(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text("a\nb\n\na\nc\nb\na\n")
+    with pytest.raises(voc.RepeatedIdsError) as raised:
+        voc.read_split_list(path)
+    assert str(raised.value) == (
+        f"{path}: split list repeats 2 id(s): a (lines 1, 4, 7); b (lines 2, 6); list each id once"
+    )
+    assert raised.value.ids == ["a", "b", "c"]
