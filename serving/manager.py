@@ -133,19 +133,15 @@ class ModelManager:
             stamp = _stamp(folders[version])
             if stamp is not None and model.failed.get(version) != stamp:  # None: vanished
                 candidates.add(version)
-        while True:
+        while True:  # ends: each round loads what it wants, or drops what failed
             wanted = set(select_versions(model.source, sorted(candidates)))
-            failed = next(
-                (
-                    version
-                    for version in sorted(wanted - set(model.serving), reverse=True)
-                    if not self._load(model, version, folders[version])
-                ),
-                None,
-            )
-            if failed is None:
+            failed = set()
+            for version in sorted(wanted - set(model.serving), reverse=True):  # newest first
+                if not self._load(model, version, folders[version]):
+                    failed.add(version)
+            if not failed:
                 break
-            candidates.discard(failed)
+            candidates -= failed
         # Availability first (TF Serving's policy): a version leaves only once a wanted one
         # serves, so a new version that fails to load leaves the old one serving.
         if not wanted or wanted & set(model.serving):
