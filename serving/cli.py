@@ -147,7 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for source in sources:
-        versions = sorted(server.manager.models[source.name].serving)
+        model = server.manager.models[source.name]
+        versions = sorted(model.serving)
+        failed = sorted(status.version for status in model.status.values() if status.error)
+        if failed:
+            print(f"warning: {source.name} versions {failed} failed to load (GetModelStatus "
+                  "and the log say why)", flush=True)  # fmt: skip
         if versions:
             print(f"serving {source.name} versions {versions} from {source.base_path}")
         else:

@@ -154,6 +154,29 @@ def test_sigterm_answers_the_requests_queued_behind_the_request_threads(base_pat
         process.kill()
 
 
+def test_startup_says_which_versions_failed_and_which_serve(base_path):
+    broken = base_path / ".broken"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    broken.rename(base_path / "2")
+    process = subprocess.Popen(
+        [*SERVER, "--model-name", "deeplabv3", "--model-base-path", str(base_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("listening"):
+                break
+        assert lines[:2] == [
+            "warning: deeplabv3 versions [2] failed to load (GetModelStatus and the log say why)\n",
+            f"serving deeplabv3 versions [1] from {base_path}\n",
+        ], lines
+    finally:
+        process.kill()
+
+
 def test_command_line_errors_are_named(tmp_path, capsys):
     assert main(["--model-name", "deeplabv3"]) == 2
     assert "--model-name needs --model-base-path" in capsys.readouterr().err
