@@ -24,6 +24,7 @@ Without a confidence map both preferences use the class map alone (safe still do
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 
 from client.palette import VOC_CLASS_NAMES
+from client.results import ModelMetadata
 
 RiskPreference = Literal["safe", "adventurous"]
 
@@ -60,8 +62,44 @@ class DrivingPolicy:
     def voc(
         cls, risk: RiskPreference = "safe", margin_px: int = 8, min_confidence: int = 128
     ) -> DrivingPolicy:
-        """Every VOC class except background (0) is an obstacle: people, pets, cars, chairs…"""
+        """Every VOC class except background (0) is an obstacle: people, pets, cars, chairs…
+        (For a model of other classes: :meth:`from_metadata`.)"""
         return cls(frozenset(range(1, len(VOC_CLASS_NAMES))), margin_px, risk, min_confidence)
+
+    @classmethod
+    def from_metadata(
+        cls,
+        metadata: ModelMetadata | Sequence[str],
+        *,
+        traversable: Iterable[str] | None = None,
+        obstacles: Iterable[str] | None = None,
+        risk: RiskPreference = "safe",
+        margin_px: int = 8,
+        min_confidence: int = 128,
+    ) -> DrivingPolicy:
+        """A policy by class name, for the model's own classes (``client.metadata()``, or
+        its class names): give ``traversable`` (every other class is an obstacle: the safe
+        reading of a world where anything unknown may be in the way) or ``obstacles``.
+
+        >>> names = ("background", "floor", "wall", "pet", "cable")
+        >>> sorted(DrivingPolicy.from_metadata(names, traversable=["floor"]).obstacle_classes)
+        [0, 2, 3, 4]
+        >>> DrivingPolicy.from_metadata(names, obstacles=["rug"])
+        Traceback (most recent call last):
+          ...
+        ValueError: the model has no class 'rug'; its classes: background, floor, wall, pet, cable
+        """
+        names = list(getattr(metadata, "class_names", metadata))
+        if (traversable is None) == (obstacles is None):
+            raise ValueError("give either traversable= or obstacles= (class names), not both")
+        chosen = list(traversable if traversable is not None else obstacles)
+        unknown = [name for name in chosen if name not in names]
+        if unknown:
+            listed = ", ".join(repr(name) for name in unknown)
+            raise ValueError(f"the model has no class {listed}; its classes: {', '.join(names)}")
+        ids = {names.index(name) for name in chosen}
+        blocking = set(range(len(names))) - ids if traversable is not None else ids
+        return cls(frozenset(blocking), margin_px, risk, min_confidence)
 
     @property
     def effective_margin(self) -> int:

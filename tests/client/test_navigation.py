@@ -181,3 +181,21 @@ def test_steering_hint_rejects_bad_input():
         steering_hint(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="window >= 1"):
         steering_hint(np.ones(3), window=0)
+
+
+def test_a_policy_by_name_from_the_models_metadata():
+    from client.results import ModelMetadata
+
+    names = ("background", "floor", "wall", "furniture", "person", "pet", "clutter")
+    metadata = ModelMetadata(names, np.zeros((7, 3), np.uint8), (64, 64), 16, 1)
+    drive_on_floor = DrivingPolicy.from_metadata(metadata, traversable=["floor"], margin_px=0)
+    assert drive_on_floor.obstacle_classes == {0, 2, 3, 4, 5, 6}
+    only_living = DrivingPolicy.from_metadata(metadata, obstacles=["person", "pet"])
+    assert only_living.obstacle_classes == {4, 5}
+    class_map = np.ones((4, 3), np.uint8)  # floor everywhere
+    class_map[0:2, 1] = names.index("pet")
+    assert free_space(obstacle_mask(class_map, drive_on_floor)).tolist() == [4, 2, 4]
+    with pytest.raises(ValueError, match=r"no class 'sofa'; its classes: background, floor"):
+        DrivingPolicy.from_metadata(metadata, traversable=["floor", "sofa"])
+    with pytest.raises(ValueError, match="either traversable= or obstacles="):
+        DrivingPolicy.from_metadata(metadata, traversable=["floor"], obstacles=["pet"])
