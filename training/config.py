@@ -11,10 +11,13 @@ behind it. No TensorFlow here: building the parser stays fast.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from client import contract
+from client.palette import voc_colormap
 from training.data import voc
+from training.data.labelmap import LABELMAP_FILE, Labelmap, dataset_labelmap
 
 BACKBONES = ("resnet50", "mobilenetv2")
 OUTPUT_STRIDES = (8, 16)
@@ -55,23 +58,28 @@ class TrainConfig:
     backbone: str = "resnet50"
     backbone_weights: str | None = "imagenet"
     output_stride: int = 16
-    num_classes: int = voc.NUM_CLASSES
+    num_classes: int | None = None  # None: the dataset's (labelmap.txt, or VOC's 21)
     loss: str = "ce+dice"
     class_weights: str = "per_image"
     train_split: str = "train"
     val_split: str = "val"
     seed: int = 0
     split_seed: int = voc.DEFAULT_SPLIT_SEED
+    # A root with one list (CVAT's default.txt) is split into train / val / test by these.
+    val_fraction: float = voc.DEFAULT_VAL_FRACTION
+    test_fraction: float = voc.DEFAULT_TEST_FRACTION
     steps_per_epoch: int | None = None
     bn_momentum: float | None = None
     mixed_precision: bool = False
     early_stopping_patience: int = 6
     reduce_lr_patience: int = 3
-    class_names: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)  # [] : the dataset's
+    palette: list[list[int]] = field(default_factory=list)  # RGB per class; [] : the dataset's
     fixed_class_weights: list[float] | None = None  # filled in when class_weights="fixed"
 
     def __post_init__(self):
         self.input_size = tuple(self.input_size)
+        self._resolve_classes()
         for name in ("epochs", "batch_size", "num_classes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -85,10 +93,52 @@ class TrainConfig:
         _choice("output_stride", self.output_stride, OUTPUT_STRIDES)
         _choice("loss", self.loss, LOSSES)
         _choice("class_weights", self.class_weights, CLASS_WEIGHTINGS)
-        if not self.class_names:
-            # VOC's names for VOC ids; numbered names beyond them (own data with more classes).
-            known = list(voc.class_names[: self.num_classes])
+
+    def _resolve_classes(self) -> None:
+        """Class count, names and colours: as recorded (a saved run), else the dataset's
+        labelmap.txt, else VOC's (numbered names past VOC's 21 for a larger --num-classes)."""
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
+        if self.class_names:
+            self.num_classes = self.num_classes or len(self.class_names)
+        else:
+            has_labelmap = (Path(self.data) / LABELMAP_FILE).is_file()
+            labelmap = dataset_labelmap(self.data)
+            if self.num_classes is None:
+                self.num_classes = labelmap.num_classes
+            elif has_labelmap and self.num_classes != labelmap.num_classes:
+                raise ValueError(
+                    f"num_classes is {self.num_classes}, but {Path(self.data) / LABELMAP_FILE} "
+                    f"names {labelmap.num_classes} classes ({', '.join(labelmap.names)}); "
+                    "leave --num-classes out to train on the labelmap's"
+                )
+            known = list(labelmap.names[: self.num_classes])
             self.class_names = known + [f"class_{i}" for i in range(len(known), self.num_classes)]
+            if has_labelmap:
+                self.palette = [list(color) for color in labelmap.colors]
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"num_classes is {self.num_classes} but {len(self.class_names)} class names "
+                "are given"
+            )
+        if not self.palette:
+            self.palette = voc_colormap()[: self.num_classes].tolist()
+        self.palette = [list(map(int, color)) for color in self.palette]
+        if len(self.palette) != self.num_classes:
+            raise ValueError(
+                f"num_classes is {self.num_classes} but {len(self.palette)} colours are given"
+            )
+
+    def classes(self) -> Labelmap:
+        """The run's classes (names and colours in id order) as a labelmap."""
+        return Labelmap(tuple(self.class_names), tuple(map(tuple, self.palette)))
+
+    def split(self, name: str) -> list[str]:
+        """The ids of split ``name`` of the run's data (:func:`voc.resolve_split`)."""
+        return voc.resolve_split(self.data, name, **self.split_options(), seed=self.split_seed)
+
+    def split_options(self) -> dict[str, float]:
+        return dict(val_fraction=self.val_fraction, test_fraction=self.test_fraction)
 
     @property
     def resize_before_crop(self) -> tuple[int, int]:

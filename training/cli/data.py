@@ -1,5 +1,6 @@
 """``python -m training data {download,check,synth,prepare,preview}``: get, check, generate and
-look at VOC-format data. Heavy imports happen inside the commands, so ``--help`` stays fast."""
+look at data in VOC's layout, or CVAT's "Segmentation mask 1.1" export as it is. Heavy imports
+happen inside the commands, so ``--help`` stays fast."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from training.cli.args import size_arg
 from training.data import voc
 from training.data.download import VOC2012_MD5, VOC2012_URL
+
+NUM_CLASSES_HELP = "default: the root's labelmap.txt, or VOC's 21"
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -30,19 +33,34 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from training.data.synth import write_synthetic_voc
+    from training.data.labelmap import read_labelmap
+    from training.data.synth import WORLDS, write_synthetic_cvat, write_synthetic_voc
 
-    out = write_synthetic_voc(
-        args.out,
-        count=args.count,
-        seed=args.seed,
-        size=args.size,
-        classes=args.classes,
-        val_fraction=args.val_fraction,
-    )
+    world = args.classes[0] if len(args.classes) == 1 and args.classes[0] in WORLDS else None
+    if args.labelmap or world:
+        if args.val_fraction is not None:
+            raise ValueError(
+                "--val-fraction is for VOC's layout; CVAT's has one list (default.txt), "
+                "split into train, val and test when it is read"
+            )
+        labelmap = read_labelmap(args.labelmap) if args.labelmap else WORLDS[world]
+        out = write_synthetic_cvat(
+            args.out, count=args.count, seed=args.seed, size=args.size, labelmap=labelmap
+        )
+        classes, layout = ", ".join(labelmap.names), " in CVAT's layout"
+    else:
+        options = {} if args.val_fraction is None else {"val_fraction": args.val_fraction}
+        out = write_synthetic_voc(
+            args.out,
+            count=args.count,
+            seed=args.seed,
+            size=args.size,
+            classes=args.classes,
+            **options,
+        )
+        classes, layout = ", ".join(args.classes), ""
     width, height = args.size
-    classes = ", ".join(args.classes)
-    print(f"wrote {args.count} synthetic {width}x{height} samples ({classes}) to {out}")
+    print(f"wrote {args.count} synthetic {width}x{height} samples ({classes}){layout} to {out}")
     return 0
 
 
@@ -79,9 +97,18 @@ def _preview(args: argparse.Namespace) -> int:
 
 def add_data_commands(commands: argparse._SubParsersAction) -> None:
     """Adds ``data`` and its sub-commands to the ``python -m training`` parser."""
-    from training.data.synth import DEFAULT_CLASSES, STYLES
+    from training.data.synth import (
+        DEFAULT_CLASSES,
+        OBJECT_STYLES,
+        STYLES,
+        SURFACES,
+        VOC_VAL_FRACTION,
+        WORLDS,
+    )
 
-    data = commands.add_parser("data", help="get, check, generate and preview VOC-format data")
+    data = commands.add_parser(
+        "data", help="get, check, generate and preview data (VOC's layout, or CVAT's export)"
+    )
     data_commands = data.add_subparsers(dest="data_command", required=True)
 
     p = data_commands.add_parser("download", help="download, verify and extract VOC 2012")
@@ -92,30 +119,47 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--retries", type=int, default=3, help="attempts before giving up (resumable)")
     p.set_defaults(func=_download)
 
-    p = data_commands.add_parser("check", help="verify a VOC-format root, list every problem")
+    p = data_commands.add_parser(
+        "check", help="verify a dataset root against its labelmap, list every problem"
+    )
     p.add_argument("--root", type=Path, required=True)
-    p.add_argument("--num-classes", type=int, default=voc.NUM_CLASSES)
+    p.add_argument("--num-classes", type=int, help=NUM_CLASSES_HELP)
     p.set_defaults(func=_check)
 
-    p = data_commands.add_parser("synth", help="write a synthetic dataset in VOC layout")
+    p = data_commands.add_parser(
+        "synth", help="write a synthetic dataset (VOC's layout, or CVAT's for own classes)"
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--count", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=size_arg, default=(480, 360), help="WIDTHxHEIGHT")
-    p.add_argument(
+    classes = p.add_mutually_exclusive_group()
+    classes.add_argument(
         "--classes",
         type=lambda s: s.split(","),
         default=list(DEFAULT_CLASSES),
-        help=f"comma-separated VOC classes, from {','.join(sorted(STYLES))}",
+        help=f"comma-separated VOC classes, from {','.join(sorted(STYLES))} (VOC's layout); "
+        f"or {' or '.join(WORLDS)}: own classes in CVAT's layout "
+        f"(default: {','.join(DEFAULT_CLASSES)})",
     )
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    classes.add_argument(
+        "--labelmap",
+        type=Path,
+        help="CVAT labelmap.txt of the classes to draw, in CVAT's layout: "
+        f"{', '.join(SURFACES)} and objects from {','.join(sorted(OBJECT_STYLES))}",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        help=f"VOC's layout: share of ids in val.txt (default: {VOC_VAL_FRACTION})",
+    )
     p.set_defaults(func=_synth)
 
-    p = data_commands.add_parser("prepare", help="convert palettized masks to index PNGs once")
+    p = data_commands.add_parser("prepare", help="convert masks to index PNGs once")
     p.add_argument("--root", type=Path, required=True)
     p.add_argument("--lists", nargs="+", help="split lists to cover (default: all of them)")
     p.add_argument("--index-dir", type=Path, help="default: ROOT/SegmentationClassIndex")
-    p.add_argument("--num-classes", type=int, default=voc.NUM_CLASSES)
+    p.add_argument("--num-classes", type=int, help=NUM_CLASSES_HELP)
     p.set_defaults(func=_prepare)
 
     p = data_commands.add_parser("preview", help="PNG grid of pipeline outputs")

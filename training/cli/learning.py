@@ -33,6 +33,7 @@ _TRAIN_OPTIONS = {f.name for f in fields(TrainConfig)} - {
     "out",
     "split_seed",
     "class_names",
+    "palette",
     "fixed_class_weights",
 }
 
@@ -129,7 +130,12 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
         shown = with_default(TrainConfig, name, text)["help"]
         p.add_argument(flag, default=argparse.SUPPRESS, help=shown, **kwargs)
 
-    p.add_argument("--data", type=Path, required=True, help="VOC-format root")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="dataset root: VOC's layout, or CVAT's 'Segmentation mask 1.1' export as it is",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/NAME")
     p.add_argument(
         "--preset",
@@ -148,9 +154,11 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
         type=weights_arg,
     )
     option("--output-stride", type=int, choices=OUTPUT_STRIDES)
-    option("--num-classes", type=int)
+    option("--num-classes", "none: the dataset's labelmap.txt, or VOC's 21", type=int)
     option("--loss", choices=LOSSES)
     option("--class-weights", choices=CLASS_WEIGHTINGS)
+    option("--val-fraction", "share of a one-list root (CVAT's default.txt) for val", type=float)
+    option("--test-fraction", "… and for test (the rest trains)", type=float)
     option("--train-split")
     option("--val-split")
     option("--seed", type=int)

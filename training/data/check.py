@@ -1,4 +1,5 @@
-"""Verification of a VOC-format root: every listed sample present, readable and consistent.
+"""Verification of a dataset root (VOC's layout, or CVAT's export as it is): every listed
+sample present, readable and consistent with the root's labelmap.
 
 Used by ``python -m training data check`` and by the pipeline's prepare step, so a bad file
 is always reported (file, what, expected vs got) and never silently dropped.
@@ -20,6 +21,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.data import voc
+from training.data.labelmap import LABELMAP_FILE, Labelmap, LabelmapError, dataset_labelmap
+from training.data.masks import MaskError, dataset_classes, read_class_ids
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,33 @@ class DatasetError(ValueError):
 class SampleReport:
     sample_id: str
     problems: list[Problem] = field(default_factory=list)
-    class_pixels: np.ndarray | None = None  # 256 bins: pixel count of each mask value
+    class_pixels: np.ndarray | None = None  # 256 bins: pixel count of each class id
     mask: np.ndarray | None = None  # the class ids, when asked for with keep_mask
 
 
+IMAGE_MODES = ("RGB", "L", "RGBA", "P")
+"""Image modes the pipeline decodes to RGB (``tf.io.decode_image(channels=3)``)."""
+
+
 def inspect_sample(
-    root: str | Path, sample_id: str, num_classes: int = voc.NUM_CLASSES, keep_mask: bool = False
+    root: str | Path,
+    sample_id: str,
+    num_classes: int | None = None,
+    keep_mask: bool = False,
+    *,
+    labelmap: Labelmap | None = None,
+    check_classes: bool = True,
 ) -> SampleReport:
     """Check one image/mask pair; the image is fully decoded so truncated files are caught.
 
-    ``keep_mask`` returns the decoded class ids in the report, for callers that convert them.
+    The mask is read as class ids through ``labelmap`` (default: the root's) by
+    :func:`training.data.masks.read_class_ids`, in any form it accepts, and checked for
+    ``num_classes`` (default: the labelmap's). ``check_classes=False`` checks files and sizes
+    only (for a root whose labelmap is broken). ``keep_mask`` returns the class ids in the
+    report, for callers that convert them.
     """
+    if labelmap is None and check_classes:
+        labelmap, num_classes = dataset_classes(root, num_classes)
     report = SampleReport(sample_id)
     image_file, mask_file = voc.image_path(root, sample_id), voc.mask_path(root, sample_id)
     image_size = mask_size = None
@@ -62,39 +81,28 @@ def inspect_sample(
         with Image.open(image_file) as image:
             image.load()
             image_size = image.size
-            if image.mode not in ("RGB", "L"):
+            if image.mode not in IMAGE_MODES:
                 report.problems.append(
                     Problem(image_file, f"image mode: expected RGB, got {image.mode}")
                 )
     except FileNotFoundError:
-        report.problems.append(Problem(image_file, "image missing"))
+        report.problems.append(Problem(image_file, voc.missing_image_message(root, sample_id)))
     except OSError as error:
         report.problems.append(Problem(image_file, f"image unreadable: {error}"))
     try:
         with Image.open(mask_file) as mask_image:
             mask_size = mask_image.size
-            if mask_image.mode != "P":
-                report.problems.append(
-                    Problem(mask_file, f"mask mode: expected P (palettized), got {mask_image.mode}")
-                )
-            else:
-                mask = np.asarray(mask_image)
-                if keep_mask:
-                    report.mask = mask
-                report.class_pixels = np.bincount(mask.ravel(), minlength=256)
-                allowed = np.zeros(256, bool)
-                allowed[:num_classes] = allowed[voc.IGNORE_LABEL] = True
-                bad = np.flatnonzero((report.class_pixels > 0) & ~allowed)
-                if bad.size:
-                    report.problems.append(
-                        Problem(
-                            mask_file,
-                            f"mask values: expected 0–{num_classes - 1} and 255, "
-                            f"got {bad.tolist()}",
-                        )
-                    )
+        if check_classes:
+            ids = read_class_ids(mask_file, labelmap, num_classes)
+            report.class_pixels = np.bincount(ids.ravel(), minlength=256)
+            if keep_mask:
+                report.mask = ids
     except FileNotFoundError:
-        report.problems.append(Problem(mask_file, "mask missing"))
+        report.problems.append(Problem(mask_file, f"mask missing (id {sample_id!r})"))
+    except MaskError as error:
+        report.problems.append(Problem(error.path, error.what))
+    except ValueError as error:  # colours not in the labelmap: the message names the file
+        report.problems.append(Problem(mask_file, str(error).removeprefix(f"{mask_file}: ")))
     except OSError as error:
         report.problems.append(Problem(mask_file, f"mask unreadable: {error}"))
     if image_size and mask_size and image_size != mask_size:
@@ -111,14 +119,25 @@ def inspect_sample(
 def inspect_samples(
     root: str | Path,
     ids: Iterable[str],
-    num_classes: int = voc.NUM_CLASSES,
+    num_classes: int | None = None,
     progress: str | None = None,
+    *,
+    labelmap: Labelmap | None = None,
+    check_classes: bool = True,
 ) -> list[SampleReport]:
     """Inspect many samples on a thread pool (PIL decodes without the GIL)."""
+    if labelmap is None and check_classes:
+        labelmap, num_classes = dataset_classes(root, num_classes)
     ids = list(ids)
     workers = min(8, os.cpu_count() or 1)
+
+    def inspect(sample_id: str) -> SampleReport:
+        return inspect_sample(
+            root, sample_id, num_classes, labelmap=labelmap, check_classes=check_classes
+        )
+
     with ThreadPoolExecutor(workers) as pool:
-        reports = pool.map(lambda i: inspect_sample(root, i, num_classes), ids)
+        reports = pool.map(inspect, ids)
         return list(tqdm(reports, total=len(ids), desc=progress, disable=progress is None))
 
 
@@ -129,24 +148,26 @@ class CheckReport:
     class_pixels: np.ndarray  # 256 bins over every distinct listed sample
     problems: list[Problem]
     num_classes: int = voc.NUM_CLASSES
+    class_names: Sequence[str] = voc.class_names  # the dataset's: its labelmap's, or VOC's
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def format(self) -> str:
-        lines = [f"VOC root {self.root}"]
+        lines = [f"dataset root {self.root}"]
         lines += [f"  split {name:<12} {count:6d} ids" for name, count in self.split_counts.items()]
         total = int(self.class_pixels.sum())
         lines.append(f"  pixel frequency over {total} pixels:")
-        names = list(voc.class_names[: self.num_classes])
+        names = list(self.class_names[: self.num_classes])
         names += [f"class {i}" for i in range(len(names), self.num_classes)]
         rows = [(i, names[i]) for i in range(self.num_classes)]
         rows.append((voc.IGNORE_LABEL, "ignore (255)"))
+        width = max(14, *(len(name) for _, name in rows))
         for index, name in rows:
             count = int(self.class_pixels[index])
             share = 100.0 * count / total if total else 0.0
-            lines.append(f"    {index:3d} {name:<14} {count:12d} {share:6.2f}%")
+            lines.append(f"    {index:3d} {name:<{width}} {count:12d} {share:6.2f}%")
         if self.problems:
             lines.append(f"  {len(self.problems)} problem(s):")
             lines += [f"    - {p}" for p in self.problems]
@@ -156,19 +177,42 @@ class CheckReport:
 
     def raise_if_problems(self) -> None:
         if self.problems:
-            raise DatasetError(self.problems, f"VOC root {self.root}")
+            raise DatasetError(self.problems, f"dataset root {self.root}")
+
+
+def _classes(
+    root: Path, num_classes: int | None, problems: list[Problem]
+) -> tuple[Labelmap, int, bool]:
+    """(labelmap, class count, whether masks can be checked for classes); what is wrong with
+    the labelmap goes to ``problems``, one entry per bad line."""
+    path = root / LABELMAP_FILE
+    try:
+        labelmap = dataset_labelmap(root)
+    except LabelmapError as error:  # files and sizes are still checked
+        problems += [Problem(path, what) for what in error.problems or [str(error)]]
+        return Labelmap.voc(), num_classes or 0, False
+    try:
+        return (*dataset_classes(root, num_classes), True)
+    except LabelmapError as error:  # another count asked for: check with the labelmap's
+        problems += [Problem(path, what) for what in error.problems]
+        return labelmap, labelmap.num_classes, True
 
 
 def check_root(
     root: str | Path,
     *,
-    num_classes: int = voc.NUM_CLASSES,
+    num_classes: int | None = None,
     lists: Sequence[str] | None = None,
     progress: bool = False,
 ) -> CheckReport:
-    """Verify every sample named by the split lists (all of ImageSets/Segmentation by default)."""
+    """Verify every sample named by the split lists (all of ImageSets/Segmentation by default)
+    against the root's labelmap (labelmap.txt, or VOC's), listing every problem: a labelmap
+    that does not parse (each bad line), ids listed twice, missing or undecodable files,
+    masks whose colours or ids are not the labelmap's, sizes that differ. ``num_classes``
+    defaults to the labelmap's. With a broken labelmap the files are still checked."""
     root = Path(root)
     problems: list[Problem] = []
+    labelmap, num_classes, check_classes = _classes(root, num_classes, problems)
     if lists is None:
         lists = voc.split_list_names(root) if (root / voc.SPLIT_DIR).is_dir() else []
         if not lists:
@@ -186,10 +230,18 @@ def check_root(
             continue
         split_counts[name] = len(ids)
         all_ids.update(dict.fromkeys(ids))
-    reports = inspect_samples(root, all_ids, num_classes, "checking" if progress else None)
+    reports = inspect_samples(
+        root,
+        all_ids,
+        num_classes,
+        "checking" if progress else None,
+        labelmap=labelmap,
+        check_classes=check_classes,
+    )
     class_pixels = np.zeros(256, np.int64)
     for report in reports:
         problems += report.problems
         if report.class_pixels is not None:
             class_pixels += report.class_pixels
-    return CheckReport(root, split_counts, class_pixels, problems, num_classes)
+    names = labelmap.names if check_classes else ()
+    return CheckReport(root, split_counts, class_pixels, problems, num_classes, names)

@@ -1,9 +1,11 @@
-"""Index masks: VOC's palettized masks converted once into single-channel PNGs of class ids.
+"""Index masks: a dataset's masks (palettized, index or colour) converted once into
+single-channel PNGs of class ids.
 
-TensorFlow's PNG decoder expands palettes to RGB, so the tf.data pipeline
-(:mod:`training.data.pipeline`) reads these instead. Each mask is checked as it is converted
-and a manifest remembers what was converted from which source file, so a second run converts
-nothing and a replaced mask is converted again.
+TensorFlow's PNG decoder expands palettes to RGB and knows no labelmap, so the tf.data
+pipeline (:mod:`training.data.pipeline`) reads these instead, whatever form the masks came
+in (:mod:`training.data.masks`). Each mask is checked as it is converted, and a manifest
+remembers what was converted from which source file for which labelmap and class count, so
+a second run converts nothing, and a replaced mask or an edited labelmap.txt converts again.
 
     index_dir = prepare_index_masks("VOCdevkit/VOC2012", ids)  # <root>/SegmentationClassIndex
 """
@@ -23,6 +25,8 @@ from tqdm import tqdm
 
 from training.data import voc
 from training.data.check import DatasetError, Problem, inspect_sample
+from training.data.labelmap import Labelmap
+from training.data.masks import dataset_classes
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +53,23 @@ def prepare_index_masks(
     ids: Sequence[str],
     index_dir: str | Path | None = None,
     *,
-    num_classes: int = voc.NUM_CLASSES,
+    num_classes: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Write each listed mask as a single-channel PNG of class ids, once.
 
-    A manifest in ``index_dir`` records each source's (mtime, size) and the ``num_classes`` its
-    values were checked against; only masks that are new, changed in any way, or were checked
-    for another ``num_classes`` are (re)converted. Each of those is checked as it is read
-    (image readable, mask palettized, values, sizes), and any problem raises DatasetError
-    listing all of them: no sample is dropped silently.
+    Masks are read through the root's labelmap (labelmap.txt, or VOC's) and checked for
+    ``num_classes`` (default: the labelmap's; a root with labelmap.txt allows no other).
+    A manifest in ``index_dir`` records each source's (mtime, size), the labelmap and the
+    ``num_classes`` its values were checked against; masks that are new or changed in any
+    way are (re)converted, and all of them when the labelmap or the class count changed.
+    Each is checked as it is read (image readable, mask form, colours, values, sizes), and
+    any problem raises DatasetError listing all of them: no sample is dropped silently.
     """
+    labelmap, num_classes = dataset_classes(voc_root, num_classes)
+    key = {"num_classes": num_classes, "labelmap": labelmap_digest(labelmap)}
     index_dir = Path(index_dir) if index_dir is not None else default_index_dir(voc_root)
-    manifest = _read_manifest(index_dir, num_classes)
+    manifest = _read_manifest(index_dir, key)
     stamps = {sample_id: _source_stamp(voc_root, sample_id) for sample_id in ids}
     stale = [
         sample_id
@@ -72,11 +80,11 @@ def prepare_index_masks(
     ]
     if not stale:
         return index_dir
-    log.info("converting %d palettized masks into %s", len(stale), index_dir)
+    log.info("converting %d masks into %s", len(stale), index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
 
     def convert(sample_id: str) -> list[Problem]:
-        report = inspect_sample(voc_root, sample_id, num_classes, keep_mask=True)
+        report = inspect_sample(voc_root, sample_id, num_classes, keep_mask=True, labelmap=labelmap)
         if not report.problems:
             target = index_mask_path(index_dir, sample_id)
             partial = target.with_name(target.name + ".tmp.png")
@@ -96,10 +104,16 @@ def prepare_index_masks(
         )
     problems = [problem for sample_problems in found.values() for problem in sample_problems]
     manifest.update({i: stamps[i] for i, sample_problems in found.items() if not sample_problems})
-    _write_manifest(index_dir, num_classes, manifest)
+    _write_manifest(index_dir, key, manifest)
     if problems:
-        raise DatasetError(problems, f"VOC root {voc_root}")
+        raise DatasetError(problems, f"dataset root {voc_root}")
     return index_dir
+
+
+def labelmap_digest(labelmap: Labelmap) -> str:
+    """What the index masks depend on in a labelmap: its names and colours in id order (not
+    the file's comments or spacing)."""
+    return hashlib.sha1(labelmap.to_text().encode()).hexdigest()
 
 
 def _source_stamp(voc_root: str | Path, sample_id: str) -> list[int] | None:
@@ -111,18 +125,19 @@ def _source_stamp(voc_root: str | Path, sample_id: str) -> list[int] | None:
     return [stat.st_mtime_ns, stat.st_size]
 
 
-def _read_manifest(index_dir: Path, num_classes: int) -> dict[str, list[int]]:
-    """Source stamps of the index masks in ``index_dir`` that were checked for ``num_classes``."""
+def _read_manifest(index_dir: Path, key: dict[str, object]) -> dict[str, list[int]]:
+    """Source stamps of the index masks in ``index_dir`` that were made for ``key`` (class
+    count and labelmap); none when they were made for another."""
     try:
         manifest = json.loads((index_dir / MANIFEST_NAME).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    if manifest.get("num_classes") != num_classes:
+    if any(manifest.get(name) != value for name, value in key.items()):
         return {}
     return manifest.get("sources", {})
 
 
-def _write_manifest(index_dir: Path, num_classes: int, sources: dict[str, list[int]]) -> None:
+def _write_manifest(index_dir: Path, key: dict[str, object], sources: dict[str, list[int]]) -> None:
     partial = index_dir / (MANIFEST_NAME + ".tmp")
-    partial.write_text(json.dumps({"num_classes": num_classes, "sources": sources}))
+    partial.write_text(json.dumps({**key, "sources": sources}))
     partial.replace(index_dir / MANIFEST_NAME)

@@ -17,6 +17,7 @@ with, and the exported model carries its names and colours to every consumer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,19 @@ Color = tuple[int, int, int]
 
 
 class LabelmapError(ValueError):
-    """A labelmap that cannot be used; the message names the file and line."""
+    """A labelmap that cannot be used. ``problems`` lists each (``line N: …`` where a line is
+    to blame); the message names the file (``source``) and all of them."""
+
+    def __init__(self, source: str | Path, problems: Sequence[str] = ()):
+        self.source, self.problems = str(source), list(problems)
+        if not self.problems:  # a message alone: LabelmapError("what went wrong")
+            super().__init__(self.source)
+        elif len(self.problems) == 1:
+            joint = ", " if self.problems[0].startswith("line ") else ": "
+            super().__init__(f"{self.source}{joint}{self.problems[0]}")
+        else:
+            listed = "; ".join(self.problems)
+            super().__init__(f"{self.source}: {len(self.problems)} problems: {listed}")
 
 
 @dataclass(frozen=True)
@@ -91,34 +104,17 @@ class Labelmap:
 
     def ids_of_colors(self, rgb: np.ndarray, *, where: str | Path = "mask") -> np.ndarray:
         """H×W uint8 class ids of an H×W×3 colour mask, by exact colour; the boundary colour
-        becomes IGNORE_LABEL. A colour not in the labelmap is an error naming ``where``, the
-        colour, how many pixels have it and the first one's position: never silently
+        becomes IGNORE_LABEL. A colour not in the labelmap is an error naming ``where``, each
+        such colour, how many pixels have it and where it first occurs: never silently
         background."""
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[-1] != 3:
-            raise ValueError(f"{where}: expected an H×W×3 colour mask, got shape {rgb.shape}")
-        colors = np.array([*self.colors, BOUNDARY_COLOR], np.uint8)
-        ids_by_color = np.array([*range(self.num_classes), IGNORE_LABEL], np.uint8)
-        codes = _pack(colors)
-        order = np.argsort(codes)
-        pixels = _pack(rgb)
-        position = np.clip(np.searchsorted(codes[order], pixels), 0, len(codes) - 1)
-        unknown = codes[order][position] != pixels
-        if unknown.any():
-            found, counts = np.unique(pixels[unknown], return_counts=True)
-            first = np.argwhere(unknown)[0]
-            shown = ", ".join(
-                f"{_unpack(code)} × {count:,} px"
-                for code, count in zip(found[:5], counts[:5], strict=True)
-            )
-            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
-            raise ValueError(
-                f"{where}: {len(found)} colour(s) not in the labelmap: {shown}{more} "
-                f"(first at row {first[0]}, col {first[1]}); known: "
-                + ", ".join(f"{n} {c}" for n, c in zip(self.names, self.colors, strict=True))
-            )
-        ids = ids_by_color[order][position]
-        return ids
+        known = ", ".join(f"{n} {c}" for n, c in zip(self.names, self.colors, strict=True))
+        return match_colors(
+            rgb,
+            [*self.colors, BOUNDARY_COLOR],
+            [*range(self.num_classes), IGNORE_LABEL],
+            where=where,
+            known=known,
+        )
 
     def to_text(self) -> str:
         """CVAT's labelmap.txt format."""
@@ -137,29 +133,92 @@ def _unpack(code: int) -> Color:
     return (int(code) >> 16 & 255, int(code) >> 8 & 255, int(code) & 255)
 
 
+def match_colors(
+    rgb: np.ndarray,
+    colors: Sequence[Color] | np.ndarray,
+    ids: Sequence[int] | np.ndarray,
+    *,
+    where: str | Path = "mask",
+    known: str = "",
+) -> np.ndarray:
+    """H×W uint8: ``ids[k]`` where a pixel of the H×W×3 ``rgb`` has exactly ``colors[k]``
+    (vectorized: one sort, one search). The one colour → id lookup of the project, behind
+    :meth:`Labelmap.ids_of_colors` and :func:`training.data.voc.rgb_to_mask`.
+
+    Unknown colours raise ValueError naming ``where``, every unknown colour (most pixels
+    first) with its pixel count and first position, and ``known`` (what was expected).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"{where}: expected an H×W×3 colour mask, got shape {rgb.shape}")
+    codes = _pack(np.asarray(colors, np.uint8).reshape(-1, 3))
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    pixels = _pack(rgb)
+    position = np.clip(np.searchsorted(sorted_codes, pixels), 0, len(codes) - 1)
+    unknown = sorted_codes[position] != pixels
+    if unknown.any():
+        raise ValueError(_unknown_colors_message(pixels, unknown, where, known))
+    return np.asarray(ids, np.uint8)[order][position]
+
+
+def _unknown_colors_message(
+    pixels: np.ndarray, unknown: np.ndarray, where: str | Path, known: str
+) -> str:
+    flat = np.flatnonzero(unknown)
+    found, first, counts = np.unique(pixels.ravel()[flat], return_index=True, return_counts=True)
+    by_count = np.argsort(-counts, kind="stable")
+    width = pixels.shape[1]
+    shown = ", ".join(
+        f"{_unpack(found[k])} × {counts[k]:,} px (first at row {flat[first[k]] // width}, "
+        f"col {flat[first[k]] % width})"
+        for k in by_count[:5]
+    )
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    expected = f"; known: {known}" if known else ""
+    return f"{where}: {len(found)} colour(s) not in the labelmap: {shown}{more}{expected}"
+
+
 def parse_labelmap(text: str, source: str = LABELMAP_FILE) -> Labelmap:
-    """A labelmap from CVAT's text; LabelmapError naming ``source`` and the line."""
-    names, colors = [], []
+    """A labelmap from CVAT's text. LabelmapError naming ``source`` and every bad line: lines
+    that do not parse, repeated names or colours (with both lines), VOC's boundary colour."""
+    names: list[str] = []
+    colors: list[Color] = []
+    lines: list[int] = []
+    problems: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.strip().split(":")
         try:
             name = fields[0].strip()
-            values = [int(v) for v in fields[1].split(",")]
-            if len(values) != 3 or not name:
+            values = tuple(int(v) for v in fields[1].split(","))
+            if len(values) != 3 or not name or not all(0 <= v <= 255 for v in values):
                 raise ValueError
         except (IndexError, ValueError):
-            raise LabelmapError(
-                f"{source}, line {number}: expected 'name:R,G,B::' (CVAT's labelmap), "
+            problems.append(
+                f"line {number}: expected 'name:R,G,B::' (CVAT's labelmap, R,G,B in 0..255), "
                 f"got {line.strip()!r}"
-            ) from None
+            )
+            continue
+        for what, value, seen in (("name", name, names), ("colour", values, colors)):
+            if value in seen:
+                first = lines[seen.index(value)]
+                problems.append(f"line {number}: {what} {value!r} is already on line {first}")
+        if values == BOUNDARY_COLOR:
+            problems.append(
+                f"line {number}: colour {values} is VOC's boundary colour, kept for 'ignore'; "
+                "choose another"
+            )
         names.append(name)
-        colors.append(tuple(values))
-    try:
-        return Labelmap(tuple(names), tuple(colors))
-    except LabelmapError as error:
-        raise LabelmapError(f"{source}: {error}") from None
+        colors.append(values)  # type: ignore[arg-type]
+        lines.append(number)
+    if not problems:
+        try:
+            return Labelmap(tuple(names), tuple(colors))
+        except LabelmapError as error:  # the class count
+            problems.append(str(error))
+    raise LabelmapError(source, problems)
 
 
 def read_labelmap(path: str | Path) -> Labelmap:

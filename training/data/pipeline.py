@@ -1,10 +1,11 @@
 """The tf.data training pipeline of chapter 8 of "TensorFlow in Action", without its bugs.
 
 List files → decode (in the graph) → cache → per epoch: shuffle → crop-or-resize, flip,
-colour jitter (train) or resize (val/test) → batch; epochs in sequence → prefetch. Labels keep
-VOC's ids and 255.
+colour jitter (train) or resize (val/test) → batch; epochs in sequence → prefetch. Labels are
+the dataset's class ids (its labelmap's order, VOC's by default) and 255.
 
-TensorFlow's PNG decoder expands palettes to RGB, so palettized masks are converted once by
+TensorFlow's PNG decoder expands palettes to RGB and knows no labelmap, so masks of every
+form (palettized, index, RGB colours) are converted once by
 :func:`training.data.index_masks.prepare_index_masks` into single-channel PNGs of class ids
 (validated on the way). After that no Python runs per sample: every step is a graph op.
 
@@ -164,17 +165,21 @@ def make_dataset(
     repeat: bool | int = False,
     seed: int | None = None,
     split_seed: int = voc.DEFAULT_SPLIT_SEED,
+    val_fraction: float = voc.DEFAULT_VAL_FRACTION,
+    test_fraction: float = voc.DEFAULT_TEST_FRACTION,
     ids: Sequence[str] | None = None,
     index_dir: str | Path | None = None,
     cache: bool | str = True,
     drop_remainder: bool = False,
-    num_classes: int = voc.NUM_CLASSES,
+    num_classes: int | None = None,
     progress: bool = False,
     first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 [B,H,W,3] in [0,1], labels uint8 [B,H,W])`` for a split.
 
-    ``split`` is resolved by :func:`training.data.voc.resolve_split` (``ids`` overrides it).
+    ``split`` is resolved by :func:`training.data.voc.resolve_split` with ``split_seed`` and,
+    for a root with one list, ``val_fraction`` and ``test_fraction`` (``ids`` overrides it).
+    Labels are checked for ``num_classes`` (default: the root's labelmap's).
     ``seed`` makes shuffling and augmentation reproducible; every epoch (repetition) draws a
     new order and new augmentations, a function of ``(seed, epoch)`` only: ``first_epoch=k``
     starts the stream at epoch k, as a resumed training run needs. Without ``repeat`` the
@@ -194,7 +199,15 @@ def make_dataset(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    ids = list(ids) if ids is not None else voc.resolve_split(voc_root, split, seed=split_seed)
+    if ids is None:
+        ids = voc.resolve_split(
+            voc_root,
+            split,
+            seed=split_seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+        )
+    ids = list(ids)
     if not ids:
         raise ValueError(f"split {split!r} of {voc_root} is empty")
     index_dir = prepare_index_masks(

@@ -1,35 +1,50 @@
-"""A picture of what the model will see: pipeline outputs as image | colorized mask tiles.
+"""A picture of what the model will see: pipeline outputs as image | colorized mask tiles, in
+the dataset's own class colours, with a legend of its names.
 
 write_preview("VOCdevkit/VOC2012", "train", "grid.png", augment=True)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from client.palette import colorize, voc_colormap
-from training.data import voc
+from client.palette import IGNORE_LABEL, colorize
+from training.data.labelmap import Color, Labelmap, dataset_labelmap
 from training.data.pipeline import make_dataset
 
 GAP = 4
 LEGEND_ROW = 22
 
 
-def _legend(class_ids: list[int], width: int) -> np.ndarray:
+def legend_entries(class_ids: Sequence[int], labelmap: Labelmap) -> list[tuple[int, str, Color]]:
+    """(id, name, RGB colour) of each id: the labelmap's, "ignore (255)" in VOC's boundary
+    colour, "class N" in VOC's colour for ids past the labelmap (a larger num_classes)."""
+    palette = labelmap.palette()
+    entries = []
+    for class_id in class_ids:
+        if class_id == IGNORE_LABEL:
+            name = "ignore (255)"
+        elif class_id < labelmap.num_classes:
+            name = labelmap.names[class_id]
+        else:
+            name = f"class {class_id}"
+        entries.append((int(class_id), name, tuple(int(c) for c in palette[class_id])))
+    return entries
+
+
+def _legend(class_ids: Sequence[int], width: int, labelmap: Labelmap) -> np.ndarray:
     """Rows of colour swatches with class names for the ids present in the grid."""
-    palette = voc_colormap()
-    entries = [(i, voc.class_names[i] if i < voc.NUM_CLASSES else f"class {i}") for i in class_ids]
-    entries = [(i, "ignore (255)" if i == voc.IGNORE_LABEL else name) for i, name in entries]
+    entries = legend_entries(class_ids, labelmap)
     per_row = max(1, width // 150)
     rows = max(1, -(-len(entries) // per_row))
     legend = np.full((rows * LEGEND_ROW + GAP, width, 3), 255, np.uint8)
-    for k, (class_id, name) in enumerate(entries):
+    for k, (_, name, color) in enumerate(entries):
         x, y = (k % per_row) * 150 + GAP, (k // per_row) * LEGEND_ROW + GAP
-        color = tuple(int(c) for c in palette[class_id])
         cv2.rectangle(legend, (x, y), (x + 16, y + 16), color, -1)
         cv2.rectangle(legend, (x, y), (x + 16, y + 16), (0, 0, 0), 1)
         cv2.putText(
@@ -56,7 +71,9 @@ def preview_grid(
     input_size: tuple[int, int] = (384, 384),
     index_dir: str | Path | None = None,
 ) -> np.ndarray:
-    """RGB uint8 grid of ``count`` pipeline samples, each as image | colorized mask, + legend."""
+    """RGB uint8 grid of ``count`` pipeline samples, each as image | colorized mask, + legend,
+    in the dataset's colours and names (its labelmap.txt, or VOC's)."""
+    labelmap = dataset_labelmap(voc_root)
     dataset = make_dataset(
         voc_root,
         split,
@@ -72,16 +89,26 @@ def preview_grid(
     images, labels = next(iter(dataset))
     images = np.round(images.numpy() * 255).astype(np.uint8)
     labels = labels.numpy()
-    samples = [[image, colorize(label)] for image, label in zip(images, labels, strict=True)]
-    return compose_grid(samples, columns=columns, class_ids=np.unique(labels).tolist())
+    palette = labelmap.palette()
+    samples = [
+        [image, colorize(label, palette)] for image, label in zip(images, labels, strict=True)
+    ]
+    return compose_grid(
+        samples, columns=columns, class_ids=np.unique(labels).tolist(), labelmap=labelmap
+    )
 
 
 def compose_grid(
-    samples: list[list[np.ndarray]], *, columns: int, class_ids: list[int]
+    samples: list[list[np.ndarray]],
+    *,
+    columns: int,
+    class_ids: list[int],
+    labelmap: Labelmap | None = None,
 ) -> np.ndarray:
     """RGB uint8 grid: each sample's tiles side by side (all tiles one size), then a legend of
-    ``class_ids``. Used for pipeline previews (image | mask) and evaluations (image | truth |
-    prediction)."""
+    ``class_ids`` in ``labelmap``'s names and colours (VOC's by default; colorize the tiles
+    with ``labelmap.palette()`` to match). Used for pipeline previews (image | mask) and
+    evaluations (image | truth | prediction)."""
     h, w = samples[0][0].shape[:2]
     per_sample = len(samples[0])
     tile_w = per_sample * w + (per_sample - 1) * GAP
@@ -92,7 +119,8 @@ def compose_grid(
         for tile in tiles:
             grid[y : y + h, x : x + w] = tile
             x += w + GAP
-    return np.vstack([grid, _legend(class_ids, grid.shape[1])])
+    legend = _legend(class_ids, grid.shape[1], labelmap or Labelmap.voc())
+    return np.vstack([grid, legend])
 
 
 def write_preview(voc_root: str | Path, split: str, out: str | Path, **kwargs) -> Path:

@@ -1,37 +1,49 @@
-"""PASCAL VOC 2012 conventions: layout, class ids, palettized masks and the book's splits.
+"""The VOC layout (VOC 2012, and CVAT's "Segmentation mask 1.1" export): paths, class ids,
+palettized masks and splits.
 
-A VOC-format root holds ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palettized:
-the pixel values *are* the class ids, the palette only colours them) and
-``ImageSets/Segmentation/<list>.txt``.
+A root holds ``JPEGImages/<id>.jpg`` (or ``.png``), ``SegmentationClass/<id>.png`` and
+``ImageSets/Segmentation/<list>.txt``; a CVAT export adds ``labelmap.txt``
+(:mod:`training.data.labelmap`) and often has one list, ``default.txt``. Masks in every form
+(palettized, index, colour) are read by :mod:`training.data.masks`.
 
     mask = read_mask("VOC2012/SegmentationClass/2007_000032.png")  # uint8 ids, 255 = border
     ids = resolve_split("VOC2012", "test")  # second half of val.txt, seed 4321
+    ids = resolve_split("my_cvat_export", "val")  # 15 % of default.txt, chosen by seed
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from client.palette import IGNORE_LABEL, VOC_CLASS_NAMES, voc_colormap
+from training.data.labelmap import match_colors
 
 __all__ = [
     "DEFAULT_SPLIT_SEED",
+    "DEFAULT_TEST_FRACTION",
+    "DEFAULT_VAL_FRACTION",
     "IGNORE_LABEL",
     "NUM_CLASSES",
     "VOC_CLASS_NAMES",
     "RepeatedIdsError",
     "class_names",
+    "find_image",
+    "image_candidates",
     "image_path",
     "mask_path",
+    "missing_image_message",
     "read_mask",
     "read_split_list",
     "resolve_split",
     "rgb_to_mask",
     "split_list_names",
     "split_list_path",
+    "split_single_list",
     "voc_colormap",
     "write_mask",
     "write_split_lists",
@@ -40,15 +52,46 @@ __all__ = [
 NUM_CLASSES = len(VOC_CLASS_NAMES)
 class_names: tuple[str, ...] = VOC_CLASS_NAMES
 DEFAULT_SPLIT_SEED = 4321
-"""Seed of the shuffle that halves val.txt into val and test (the book's value)."""
+"""Seed of the shuffle that halves val.txt into val and test (the book's value), and of the
+split of a root's single list."""
+DEFAULT_VAL_FRACTION = 0.15
+"""Share of a root's single list (CVAT's default.txt) that becomes val."""
+DEFAULT_TEST_FRACTION = 0.15
+"""Share of a root's single list that becomes test; the rest is train."""
+SPLITS = ("train", "val", "test")
 
 IMAGE_DIR = "JPEGImages"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+"""Image files looked for, in this order: VOC's JPEGs, then the PNG frames CVAT exports too."""
 MASK_DIR = "SegmentationClass"
 SPLIT_DIR = Path("ImageSets") / "Segmentation"
 
 
+def image_candidates(root: str | Path, sample_id: str) -> list[Path]:
+    """Where an id's image may be, in the order looked at (:data:`IMAGE_SUFFIXES`)."""
+    return [Path(root) / IMAGE_DIR / f"{sample_id}{suffix}" for suffix in IMAGE_SUFFIXES]
+
+
 def image_path(root: str | Path, sample_id: str) -> Path:
-    return Path(root) / IMAGE_DIR / f"{sample_id}.jpg"
+    """The id's image: the first of :func:`image_candidates` that exists, else where VOC
+    keeps it (``<id>.jpg``, also where new images are written). The one place images are
+    found: the pipeline, the checks and the export's verification all call it."""
+    candidates = image_candidates(root, sample_id)
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def find_image(root: str | Path, sample_id: str) -> Path:
+    """The id's image; FileNotFoundError naming the id and every path looked for."""
+    path = image_path(root, sample_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.parent}: {missing_image_message(root, sample_id)}")
+    return path
+
+
+def missing_image_message(root: str | Path, sample_id: str) -> str:
+    """What :func:`find_image` and the checks say of an id without an image."""
+    tried = ", ".join(p.name for p in image_candidates(root, sample_id))
+    return f"image missing for id {sample_id!r}: looked for {tried}"
 
 
 def mask_path(root: str | Path, sample_id: str) -> Path:
@@ -63,58 +106,48 @@ def read_mask(path: str | Path) -> np.ndarray:
     """Read a VOC mask as an H×W uint8 array of class ids (the palette indices, never RGB).
 
     Palettized (mode P) masks are VOC's format; single-channel (mode L) index masks are
-    accepted too. An RGB mask is refused: convert it with :func:`rgb_to_mask`.
+    accepted too. An RGB mask is refused: colour masks mean something only through a
+    labelmap, which :func:`training.data.masks.read_class_ids` applies.
     """
     with Image.open(path) as image:
         if image.mode not in ("P", "L"):
             raise ValueError(
                 f"{path}: mask must be palettized (mode P) or single-channel (mode L), "
-                f"got mode {image.mode}; convert colour masks with training.data.voc.rgb_to_mask"
+                f"got mode {image.mode}; read colour masks with "
+                "training.data.masks.read_class_ids"
             )
         return np.asarray(image, dtype=np.uint8).copy()
 
 
-def write_mask(mask: np.ndarray, path: str | Path) -> None:
-    """Write class ids as a palettized PNG with the VOC palette, as VOC's own masks are."""
+def write_mask(mask: np.ndarray, path: str | Path, palette: np.ndarray | None = None) -> None:
+    """Write class ids as a palettized PNG, with the VOC palette as VOC's own masks are, or
+    ``palette`` ((256, 3) uint8, e.g. ``Labelmap.palette()`` for a dataset of own classes)."""
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.dtype != np.uint8:
         raise ValueError(f"{path}: mask must be a 2-D uint8 array, got {mask.dtype} {mask.shape}")
+    palette = voc_colormap() if palette is None else np.asarray(palette, np.uint8)
     image = Image.fromarray(mask, mode="P")
-    image.putpalette(voc_colormap().tobytes())
+    image.putpalette(palette.tobytes())
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     image.save(path, optimize=True)
 
 
-def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.uint32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
 def rgb_to_mask(rgb: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
-    """Turn an H×W×3 colour-coded mask into H×W class ids by exact palette lookup (vectorized).
+    """Turn an H×W×3 colour-coded mask into H×W ids: the index of each pixel's colour in
+    ``palette`` (VOC's 256 colours by default, so VOC's boundary colour gives 255).
 
-    Raises ValueError naming the first unknown colour, where it is and how many pixels have
-    colours outside the palette.
+    The lookup is :func:`training.data.labelmap.match_colors`, the one every colour mask goes
+    through; unknown colours raise ValueError naming each, its pixel count and position.
+    A dataset's colour masks are read with its labelmap: :meth:`Labelmap.ids_of_colors`.
     """
     palette = voc_colormap() if palette is None else np.asarray(palette, dtype=np.uint8)
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise ValueError(f"expected an H×W×3 colour mask, got shape {rgb.shape}")
-    codes = _pack_rgb(palette)
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    if np.any(sorted_codes[1:] == sorted_codes[:-1]):
+    if not 1 <= len(palette.reshape(-1, 3)) <= 256:
+        raise ValueError(f"palette must hold 1..256 colours, got {len(palette.reshape(-1, 3))}")
+    if len(np.unique(palette.reshape(-1, 3), axis=0)) != len(palette.reshape(-1, 3)):
         raise ValueError("palette has repeated colours; colour → id is ambiguous")
-    pixels = _pack_rgb(rgb)
-    pos = np.clip(np.searchsorted(sorted_codes, pixels), 0, len(codes) - 1)
-    known = sorted_codes[pos] == pixels
-    if not known.all():
-        y, x = map(int, np.argwhere(~known)[0])
-        raise ValueError(
-            f"colour {tuple(int(c) for c in rgb[y, x])} at (row {y}, col {x}) is not in the "
-            f"palette ({int((~known).sum())} pixels with unknown colours)"
-        )
-    return order[pos].astype(np.uint8)
+    return match_colors(
+        rgb, palette, np.arange(len(palette)), known=f"the {len(palette)} palette colours"
+    )
 
 
 def split_list_names(root: str | Path) -> list[str]:
@@ -160,27 +193,110 @@ def read_split_list(path: str | Path) -> list[str]:
     return list(lines)
 
 
-def resolve_split(root: str | Path, split: str, *, seed: int = DEFAULT_SPLIT_SEED) -> list[str]:
-    """Ids of a split, as the book defines them.
+def resolve_split(
+    root: str | Path,
+    split: str,
+    *,
+    seed: int = DEFAULT_SPLIT_SEED,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+) -> list[str]:
+    """Ids of a split. The rule, by the lists the root's ``ImageSets/Segmentation`` holds:
 
-    ``train`` is train.txt; ``val`` and ``test`` are the first and second halves of val.txt
-    shuffled with ``seed`` (its own generator, so global random state cannot move them); any
-    other name is read from ``<name>.txt`` as is. With the official lists: 1464 / 724 / 725.
+    - **One list not named train, val or test** (CVAT's ``default.txt``, or any other single
+      name): ``train``, ``val`` and ``test`` are a seeded split of it
+      (:func:`split_single_list`: ``val_fraction`` and ``test_fraction`` of it, the rest
+      train). Asking for the list by its own name gives all of it.
+    - **VOC** (train.txt, val.txt, …): ``train`` is train.txt; ``val`` and ``test`` are the
+      first and second halves of val.txt shuffled with ``seed`` (its own generator, so global
+      random state cannot move them), or val.txt and test.txt as they are when test.txt
+      exists. With the official lists: 1464 / 724 / 725. The fractions play no part here.
+    - Any other name is read from ``<name>.txt`` as is. A missing list is FileNotFoundError
+      naming it and the lists the root has. (A root with train.txt alone has no val: its
+      ids are never split silently into sets that would overlap train.txt.)
     """
-    if split not in ("val", "test"):
-        return read_split_list(split_list_path(root, split))
-    val_ids = read_split_list(split_list_path(root, "val"))
-    shuffled = [val_ids[i] for i in np.random.default_rng(seed).permutation(len(val_ids))]
-    half = len(shuffled) // 2
-    return shuffled[:half] if split == "val" else shuffled[half:]
+    names = split_list_names(root) if (Path(root) / SPLIT_DIR).is_dir() else []
+    if len(names) == 1 and names[0] not in SPLITS and split in SPLITS:
+        source = split_list_path(root, names[0])
+        parts = split_single_list(
+            read_split_list(source),
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            source=source,
+        )
+        return parts[split]
+    if split in ("val", "test") and "test" not in names:
+        val_ids = _read_named_list(root, "val", names)
+        shuffled = [val_ids[i] for i in np.random.default_rng(seed).permutation(len(val_ids))]
+        half = len(shuffled) // 2
+        return shuffled[:half] if split == "val" else shuffled[half:]
+    return _read_named_list(root, split, names)
+
+
+def _read_named_list(root: str | Path, name: str, names: list[str]) -> list[str]:
+    path = split_list_path(root, name)
+    if not path.is_file():
+        here = ", ".join(f"{n}.txt" for n in names) or "none"
+        hint = ""
+        if names in (["train"], ["val"], ["test"]) and name in SPLITS:
+            hint = f"; to split {names[0]}.txt into train, val and test, rename it default.txt"
+        raise FileNotFoundError(f"split list {path} does not exist (lists here: {here}){hint}")
+    return read_split_list(path)
+
+
+def split_single_list(
+    ids: Sequence[str],
+    *,
+    seed: int = DEFAULT_SPLIT_SEED,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    source: str | Path = "the list",
+) -> dict[str, list[str]]:
+    """``{"train", "val", "test"}`` → disjoint id lists covering ``ids``, each in list order.
+
+    Ids are ranked by a hash of ``(seed, id)``: the lowest ``round(n × val_fraction)`` are
+    val, the next ``round(n × test_fraction)`` test, the rest train. A rank depends on the id
+    alone, not on the list's order or length, so adding frames to an export moves at most a
+    few ids across the borders instead of reshuffling everything (a test frame does not
+    quietly become a training frame). A part with a fraction above 0 gets at least one id;
+    too few ids for that is ValueError naming the counts.
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction + test_fraction must be below 1 (train needs ids), got "
+            f"{val_fraction} + {test_fraction}"
+        )
+    n = len(ids)
+    needed = 1 + (val_fraction > 0) + (test_fraction > 0)
+    if n < needed:
+        raise ValueError(
+            f"{source}: {n} id(s) cannot be split into train, val and test (val_fraction "
+            f"{val_fraction}, test_fraction {test_fraction}): at least {needed} needed"
+        )
+
+    def share(fraction: float, most: int) -> int:
+        return 0 if fraction == 0 else min(max(1, round(n * fraction)), most)
+
+    n_test = share(test_fraction, n - 1 - (val_fraction > 0))
+    n_val = share(val_fraction, n - 1 - n_test)
+    ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
+    part = {i: "val" for i in ranked[:n_val]}
+    part.update({i: "test" for i in ranked[n_val : n_val + n_test]})
+    return {name: [i for i in ids if part.get(i, "train") == name] for name in SPLITS}
 
 
 def write_split_lists(
     root: str | Path,
     out_dir: str | Path,
-    splits: tuple[str, ...] = ("train", "val", "test"),
+    splits: tuple[str, ...] = SPLITS,
     *,
     seed: int = DEFAULT_SPLIT_SEED,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> dict[str, Path]:
     """Write the resolved id list of each split to ``out_dir/<split>.txt`` (for traceability)."""
     out_dir = Path(out_dir)
@@ -188,6 +304,9 @@ def write_split_lists(
     written = {}
     for split in splits:
         path = out_dir / f"{split}.txt"
-        path.write_text("\n".join(resolve_split(root, split, seed=seed)) + "\n")
+        ids = resolve_split(
+            root, split, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+        )
+        path.write_text("\n".join(ids) + "\n")
         written[split] = path
     return written

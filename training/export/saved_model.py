@@ -29,7 +29,6 @@ import keras
 import tensorflow as tf
 
 from client import contract
-from client.palette import voc_colormap
 from training.config import RESIZE_MODES, ExportOptions, TrainConfig
 from training.export.rewrites import optimize_for_inference
 from training.export.verify import VerificationReport, verification_frames, verify_saved_model
@@ -47,7 +46,7 @@ def model_metadata(config: TrainConfig, resize: str) -> dict:
     written to ``export.json`` and the TFLite sidecar."""
     return {
         contract.CLASS_NAMES: list(config.class_names),
-        contract.PALETTE: voc_colormap()[: len(config.class_names)].tolist(),
+        contract.PALETTE: [list(color) for color in config.palette],
         contract.INPUT_SIZE: list(config.input_size),
         contract.OUTPUT_STRIDE: config.output_stride,
         "resize": resize,

@@ -119,12 +119,14 @@ def evaluate_run(
 
     confusion = np.zeros((config.num_classes, config.num_classes))
     loss_sum, count, grid = 0.0, 0, []
+    palette = config.classes().palette()  # the run's own colours (255: VOC's border colour)
     batches = make_dataset(
         data,
         split,
         batch_size=1 if full_res else batch_size or config.batch_size,
         input_size=None if full_res else config.input_size,
         split_seed=config.split_seed,
+        **config.split_options(),
         num_classes=config.num_classes,
         cache=False,
     )
@@ -137,7 +139,7 @@ def evaluate_run(
         confusion += update_confusion(labels, logits, config.num_classes).numpy()
         for image, label, logit in zip(images, labels, logits, strict=True):
             if len(grid) < grid_count:
-                grid.append(_grid_tiles(image, label, logit, config.input_size))
+                grid.append(_grid_tiles(image, label, logit, config.input_size, palette))
 
     scores = {k: v.numpy() for k, v in scores_from_confusion(confusion).items()}
     out_dir = run.evaluation / "-".join(
@@ -168,20 +170,24 @@ def evaluate_run(
     (out_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     plot_confusion(confusion, config.class_names, out_dir / "confusion.png")
     class_ids = sorted({int(c) for tiles in grid for c in np.unique(tiles[3])})
-    picture = compose_grid([tiles[:3] for tiles in grid], columns=2, class_ids=class_ids)
+    picture = compose_grid(
+        [tiles[:3] for tiles in grid], columns=2, class_ids=class_ids, labelmap=config.classes()
+    )
     Image.fromarray(picture).save(out_dir / "predictions.png")
     return report
 
 
-def _grid_tiles(image, label, logits, size):
-    """image | truth | prediction tiles at ``size`` (nearest for the maps), plus the ids."""
+def _grid_tiles(image, label, logits, size, palette: np.ndarray):
+    """image | truth | prediction tiles at ``size`` (nearest for the maps, in ``palette``'s
+    colours), plus the ids."""
     prediction = tf.argmax(logits, axis=-1, output_type=tf.int32)
     image = tf.image.resize(image, size)
     maps = tf.image.resize(
         tf.stack([tf.cast(label, tf.int32), prediction])[..., None], size, method="nearest"
     )[..., 0].numpy()
     rgb = np.round(image.numpy() * 255).astype(np.uint8)
-    return [rgb, colorize(maps[0].astype(np.uint8)), colorize(maps[1].astype(np.uint8)), maps]
+    truth, predicted = (colorize(m.astype(np.uint8), palette) for m in maps)
+    return [rgb, truth, predicted, maps]
 
 
 def plot_confusion(confusion: np.ndarray, class_names: list[str], out: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """A training run's folder: what it holds and how to rebuild its model.
 
 runs/NAME/
-  config.json        resolved configuration (every option, versions, class names)
+  config.json        resolved configuration (every option, versions, class names and colours)
+  labelmap.txt       the classes trained, in CVAT's format (names and colours in id order)
   splits/            the id lists the run trained and validated on
   log.csv            one row per epoch (Keras CSVLogger)
   curves.png         loss, mean IoU, accuracies, learning rate per epoch
@@ -25,6 +26,7 @@ from pathlib import Path
 import keras
 
 from training.config import PRECISION_POLICIES, PRECISIONS, TrainConfig
+from training.data.labelmap import LABELMAP_FILE, write_labelmap
 from training.model.deeplab import build_deeplabv3
 
 
@@ -52,6 +54,7 @@ class RunFolder:
 
     config = property(lambda self: self.path / "config.json")
     splits = property(lambda self: self.path / "splits")
+    labelmap = property(lambda self: self.path / LABELMAP_FILE)
     log = property(lambda self: self.path / "log.csv")
     curves = property(lambda self: self.path / "curves.png")
     best_weights = property(lambda self: self.path / "best.weights.h5")
@@ -60,8 +63,10 @@ class RunFolder:
     evaluation = property(lambda self: self.path / "evaluation")
 
     def write_config(self, config: TrainConfig, **extra) -> None:
+        """config.json, and the classes as labelmap.txt (what a labelling tool reads back)."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.config.write_text(json.dumps({**asdict(config), **extra}, indent=2) + "\n")
+        write_labelmap(config.classes(), self.labelmap)
 
     def read_config(self) -> TrainConfig:
         if not self.config.is_file():

@@ -90,7 +90,7 @@ def make_loss(config: TrainConfig) -> keras.losses.Loss:
 
 def fixed_class_weights(config: TrainConfig) -> np.ndarray:
     """Median-frequency weights from the training split's pixel counts (index masks)."""
-    ids = voc.resolve_split(config.data, config.train_split, seed=config.split_seed)
+    ids = config.split(config.train_split)
     index_dir = prepare_index_masks(config.data, ids, num_classes=config.num_classes)
     masks = (voc.read_mask(index_mask_path(index_dir, sample_id)) for sample_id in ids)
     return class_weights_from_counts(count_class_pixels(masks, config.num_classes))
@@ -117,7 +117,7 @@ def _split_lists(config: TrainConfig) -> dict[str, list[str]]:
     lists = {}
     for name in names:
         try:
-            lists[name] = voc.resolve_split(config.data, name, seed=config.split_seed)
+            lists[name] = config.split(name)
         except (FileNotFoundError, ValueError):
             if name != "test":
                 raise
@@ -193,6 +193,7 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
         batch_size=config.batch_size,
         input_size=config.input_size,
         split_seed=config.split_seed,
+        **config.split_options(),
         num_classes=config.num_classes,
     )
     # The stream resumes exactly where the killed run left it: data passes (epochs of the

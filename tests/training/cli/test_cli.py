@@ -109,3 +109,53 @@ def test_train_names_the_ids_a_split_list_repeats(voc_sample, tmp_path):
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"split list repeats 1 id(s): {first} (lines 1, 7)" in result.stderr
+
+
+def test_synth_indoor_is_a_cvat_export_that_check_and_preview_accept(tmp_path):
+    root = tmp_path / "indoor"
+    result = run("synth", "--classes", "indoor", "--out", root, "--count", "6", "--seed", "1",
+                 "--size", "96x72")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = "background, floor, wall, furniture, person, pet, clutter"
+    assert f"wrote 6 synthetic 96x72 samples ({names}) in CVAT's layout" in result.stdout
+    assert [p.name for p in (root / voc.SPLIT_DIR).iterdir()] == ["default.txt"]
+
+    result = run("check", "--root", root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "split default" in result.stdout and "no problems found" in result.stdout
+    for name in ("floor", "wall", "furniture", "person", "pet", "clutter"):
+        assert f" {name} " in result.stdout, name
+
+    out = tmp_path / "grid.png"
+    result = run("preview", "--root", root, "--count", "2", "--input-size", "64x48", "--out", out)
+    assert result.returncode == 0, result.stderr
+    pixels = np.asarray(Image.open(out).convert("RGB"))
+    assert (pixels == (128, 64, 128)).all(-1).any(), "the floor in the labelmap's colour"
+
+    result = run("synth", "--classes", "indoor", "--out", tmp_path / "x", "--val-fraction", "0.3")
+    assert result.returncode == 1 and "--val-fraction is for VOC's layout" in result.stderr
+
+
+def test_check_names_a_bad_labelmap_line_and_an_unknown_colour(tmp_path):
+    root = tmp_path / "indoor"
+    assert run("synth", "--classes", "indoor", "--out", root, "--count", "3").returncode == 0
+    labelmap = root / "labelmap.txt"
+    labelmap.write_text(labelmap.read_text().replace("pet:250,170,30::", "pet:250,170::"))
+    result = run("check", "--root", root)
+    assert result.returncode == 1
+    assert f"{labelmap}: line 7: expected 'name:R,G,B::'" in result.stdout
+    labelmap.write_text(labelmap.read_text().replace("pet:250,170::", "pet:250,171,30::"))
+    result = run("check", "--root", root)
+    assert result.returncode == 1
+    assert "colour(s) not in the labelmap: (250, 170, 30) ×" in result.stdout
+
+
+def test_synth_from_a_labelmap_file(tmp_path):
+    labelmap = tmp_path / "labelmap.txt"
+    labelmap.write_text("background:0,0,0::\nfloor:10,200,10::\ndog:200,10,10::\n")
+    root = tmp_path / "own"
+    result = run("synth", "--labelmap", labelmap, "--out", root, "--count", "3", "--size", "64x48")
+    assert result.returncode == 0, result.stderr
+    assert (root / "labelmap.txt").read_text().endswith("dog:200,10,10::\n")
+    result = run("check", "--root", root)
+    assert result.returncode == 0 and " dog " in result.stdout, result.stdout

@@ -7,9 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.training.data.roots import TINY, colours, ids_grid, write_root
 from training.data import voc
 from training.data.check import DatasetError
 from training.data.index_masks import index_mask_path, prepare_index_masks
+from training.data.labelmap import LABELMAP_FILE, Labelmap, write_labelmap
 from training.data.pipeline import make_dataset
 
 
@@ -51,3 +53,22 @@ def test_unreadable_manifest_means_convert_again(synth_root, tmp_path):
     before = index_mask_path(tmp_path, ids[0]).stat().st_mtime_ns
     prepare_index_masks(synth_root, ids, tmp_path, progress=False)
     assert index_mask_path(tmp_path, ids[0]).stat().st_mtime_ns > before
+
+
+def test_colour_masks_are_converted_and_an_edited_labelmap_converts_them_again(tmp_path):
+    ids = ids_grid()
+    root = write_root(tmp_path / "cvat", {"a": colours(ids), "b": colours(ids[::-1])})
+    index_dir = prepare_index_masks(root, ["a", "b"], progress=False)
+    target = index_mask_path(index_dir, "a")
+    np.testing.assert_array_equal(cv2.imread(str(target), cv2.IMREAD_UNCHANGED), ids)
+    before = target.stat().st_mtime_ns
+    # Same classes written another way (comments, spacing): nothing to convert.
+    (root / LABELMAP_FILE).write_text("# mine\n" + TINY.to_text().replace("::", ":: "))
+    prepare_index_masks(root, ["a", "b"], progress=False)
+    assert target.stat().st_mtime_ns == before
+    # floor and wall swap ids (and colours with them: the masks' colours now read the other way)
+    swapped = Labelmap(("background", "wall", "floor"), (TINY.colors[0], *TINY.colors[2:0:-1]))
+    write_labelmap(swapped, root / LABELMAP_FILE)
+    prepare_index_masks(root, ["a", "b"], progress=False)
+    expected = np.choose(np.minimum(ids, 3), [0, 2, 1, 255]).astype(np.uint8)
+    np.testing.assert_array_equal(cv2.imread(str(target), cv2.IMREAD_UNCHANGED), expected)

@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from client.palette import voc_colormap
+from tests.training.data.roots import TINY, colours, ids_grid, palettized, write_root
 from training.data import voc
 from training.data.check import DatasetError
 from training.data.pipeline import make_dataset, random_crop_or_resize, random_flip
@@ -260,3 +262,25 @@ def test_argument_errors(synth_root, tmp_path):
         )
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(synth_root, "train", batch_size=0, index_dir=tmp_path)
+
+
+def test_palettized_index_and_colour_masks_give_the_same_labels(tmp_path):
+    """A CVAT export's RGB masks, palettized and single-channel ones: one set of labels."""
+    ids = {f"f{k}": np.roll(ids_grid(24, 32), 5 * k, axis=1) for k in range(3)}
+    forms = {
+        "P": {i: palettized(m, TINY.palette()) for i, m in ids.items()},
+        "L": {i: Image.fromarray(m, mode="L") for i, m in ids.items()},
+        "RGB": {i: colours(m) for i, m in ids.items()},
+    }
+    labels = {}
+    for form, masks in forms.items():
+        root = write_root(tmp_path / form, masks)
+        if form == "RGB":  # PNG frames, as CVAT exports them too
+            for image in (root / voc.IMAGE_DIR).glob("*.jpg"):
+                Image.open(image).save(image.with_suffix(".png"))
+                image.unlink()
+        ds = make_dataset(root, "default", batch_size=3, input_size=(24, 32), progress=False)
+        labels[form] = next(iter(ds))[1].numpy()
+    np.testing.assert_array_equal(labels["P"], np.stack(list(ids.values())))
+    np.testing.assert_array_equal(labels["L"], labels["P"])
+    np.testing.assert_array_equal(labels["RGB"], labels["P"])

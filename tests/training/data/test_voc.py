@@ -60,7 +60,7 @@ def test_rgb_to_mask_vectorized_round_trip():
 def test_rgb_to_mask_names_unknown_colour():
     rgb = voc.voc_colormap()[np.zeros((3, 4), np.uint8)]
     rgb[2, 1] = (1, 2, 3)
-    with pytest.raises(ValueError, match=re.escape("colour (1, 2, 3) at (row 2, col 1)")):
+    with pytest.raises(ValueError, match=re.escape("(1, 2, 3) × 1 px (first at row 2, col 1)")):
         voc.rgb_to_mask(rgb)
 
 
@@ -122,3 +122,81 @@ def test_a_split_list_that_repeats_ids_names_them_and_their_lines(tmp_path):
         f"{path}: split list repeats 2 id(s): a (lines 1, 4, 7); b (lines 2, 6); list each id once"
     )
     assert raised.value.ids == ["a", "b", "c"]
+
+
+def _single_list_root(tmp_path, ids, name="default"):
+    (tmp_path / voc.SPLIT_DIR).mkdir(parents=True, exist_ok=True)
+    voc.split_list_path(tmp_path, name).write_text("\n".join(ids) + "\n")
+    return tmp_path
+
+
+def test_a_single_list_is_split_by_seed_into_disjoint_covering_parts(tmp_path):
+    ids = [f"frame_{i:06d}" for i in range(100)]
+    root = _single_list_root(tmp_path, ids)
+    parts = {split: voc.resolve_split(root, split) for split in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [70, 15, 15]
+    assert voc.DEFAULT_VAL_FRACTION == voc.DEFAULT_TEST_FRACTION == 0.15
+    assert sorted(parts["train"] + parts["val"] + parts["test"]) == ids
+    for split, members in parts.items():
+        assert members == [i for i in ids if i in set(members)], f"{split}: in list order"
+    assert voc.resolve_split(root, "val") == parts["val"]  # deterministic
+    assert voc.resolve_split(root, "val", seed=1) != parts["val"]
+    assert voc.resolve_split(root, "default") == ids  # the list by its own name: all of it
+    sizes = [
+        len(voc.resolve_split(root, s, val_fraction=0.2, test_fraction=0.1))
+        for s in ("train", "val", "test")
+    ]
+    assert sizes == [70, 20, 10]
+
+
+def test_the_single_list_split_depends_on_the_ids_not_their_order_or_number(tmp_path):
+    ids = [f"frame_{i:06d}" for i in range(200)]
+    parts = voc.split_single_list(ids)
+    assert voc.split_single_list(ids[::-1])["test"] == parts["test"][::-1]
+    grown = voc.split_single_list(ids + [f"new_{i}" for i in range(20)])
+    moved = set(parts["test"]) - set(grown["test"])
+    assert len(moved) <= 3, "adding frames must not reshuffle the test set"
+
+
+def test_three_ids_give_one_each_and_fewer_are_named(tmp_path):
+    parts = voc.split_single_list(["a", "b", "c"])
+    assert sorted(map(len, parts.values())) == [1, 1, 1]
+    assert sorted(i for part in parts.values() for i in part) == ["a", "b", "c"]
+    root = _single_list_root(tmp_path, ["a", "b"])
+    with pytest.raises(ValueError, match=r"default.txt: 2 id\(s\) cannot be split .* at least 3"):
+        voc.resolve_split(root, "train")
+    without_test = voc.split_single_list(["a", "b"], test_fraction=0)
+    assert [len(without_test[s]) for s in ("train", "val", "test")] == [1, 1, 0]
+    with pytest.raises(ValueError, match=r"val_fraction \+ test_fraction must be below 1"):
+        voc.split_single_list(["a", "b", "c"], val_fraction=0.5, test_fraction=0.5)
+
+
+def test_a_lone_train_list_is_not_split_silently(tmp_path):
+    root = _single_list_root(tmp_path, ["a", "b", "c"], name="train")
+    assert voc.resolve_split(root, "train") == ["a", "b", "c"]
+    with pytest.raises(FileNotFoundError, match=r"val.txt does not exist \(lists here: "
+                       r"train.txt\); to split train.txt .* rename it default.txt"):  # fmt: skip
+        voc.resolve_split(root, "val")
+
+
+def test_a_test_list_beside_val_is_read_as_it_is(official_root):
+    voc.split_list_path(official_root, "test").write_text("x\ny\n")
+    assert voc.resolve_split(official_root, "test") == ["x", "y"]
+    assert voc.resolve_split(official_root, "val") == voc.read_split_list(
+        voc.split_list_path(official_root, "val")
+    )
+
+
+def test_images_are_found_as_jpeg_then_png(tmp_path):
+    (tmp_path / voc.IMAGE_DIR).mkdir()
+    assert voc.image_path(tmp_path, "a") == tmp_path / voc.IMAGE_DIR / "a.jpg"
+    (tmp_path / voc.IMAGE_DIR / "a.png").write_bytes(b"")
+    assert voc.find_image(tmp_path, "a") == tmp_path / voc.IMAGE_DIR / "a.png"
+    (tmp_path / voc.IMAGE_DIR / "a.jpg").write_bytes(b"")
+    assert voc.find_image(tmp_path, "a") == tmp_path / voc.IMAGE_DIR / "a.jpg"
+    with pytest.raises(FileNotFoundError) as raised:
+        voc.find_image(tmp_path, "b")
+    assert str(raised.value) == (
+        f"{tmp_path / voc.IMAGE_DIR}: image missing for id 'b': looked for b.jpg, b.jpeg, "
+        "b.png, b.JPG, b.JPEG, b.PNG"
+    )
