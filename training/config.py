@@ -11,13 +11,13 @@ behind it. No TensorFlow here: building the parser stays fast.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from client import contract
 from client.palette import voc_colormap
 from training.data import voc
-from training.data.labelmap import LABELMAP_FILE, Labelmap, dataset_labelmap
+from training.data.labelmap import Labelmap
+from training.data.masks import dataset_classes
 
 BACKBONES = ("resnet50", "mobilenetv2")
 OUTPUT_STRIDES = (8, 16)
@@ -102,19 +102,10 @@ class TrainConfig:
         if self.class_names:
             self.num_classes = self.num_classes or len(self.class_names)
         else:
-            has_labelmap = (Path(self.data) / LABELMAP_FILE).is_file()
-            labelmap = dataset_labelmap(self.data)
-            if self.num_classes is None:
-                self.num_classes = labelmap.num_classes
-            elif has_labelmap and self.num_classes != labelmap.num_classes:
-                raise ValueError(
-                    f"num_classes is {self.num_classes}, but {Path(self.data) / LABELMAP_FILE} "
-                    f"names {labelmap.num_classes} classes ({', '.join(labelmap.names)}); "
-                    "leave --num-classes out to train on the labelmap's"
-                )
+            labelmap, self.num_classes = dataset_classes(self.data, self.num_classes)
             known = list(labelmap.names[: self.num_classes])
             self.class_names = known + [f"class_{i}" for i in range(len(known), self.num_classes)]
-            if has_labelmap:
+            if labelmap != Labelmap.voc():
                 self.palette = [list(color) for color in labelmap.colors]
         if len(self.class_names) != self.num_classes:
             raise ValueError(
