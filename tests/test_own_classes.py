@@ -5,14 +5,18 @@ classes by name and colour."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from client import SegmentationClient
+from client.contract import EXPORT_INFO_PATH
 from client.navigation import DrivingPolicy
 from training.data.labelmap import read_labelmap
 
@@ -63,7 +67,9 @@ def test_a_cvat_export_of_own_classes_trains_serves_and_drives(tmp_path):
 
     training("export", "--run", run, "--models-dir", models)
     version = models / "deeplabv3" / "1"
-    assert (version / "saved_model.pb").is_file()
+    info = json.loads((version / EXPORT_INFO_PATH).read_text())
+    assert info["class_names"] == list(labelmap.names)
+    assert info["palette"] == [list(c) for c in labelmap.colors]
 
     server = EmbeddedServer(
         [single_model("deeplabv3", models / "deeplabv3")],
@@ -81,14 +87,19 @@ def test_a_cvat_export_of_own_classes_trains_serves_and_drives(tmp_path):
         assert class_map.max() < labelmap.num_classes
 
         settings = GatewaySettings(targets=(target,))
-        jpeg = (root / "JPEGImages").glob("*.jpg").__next__().read_bytes()
+        jpeg = next((root / "JPEGImages").glob("*.jpg")).read_bytes()
         with TestClient(create_app(settings)) as http:
             model = http.get("/v1/model").json()
             answer = http.post(
                 "/v1/segment?format=json", content=jpeg, headers={"Content-Type": "image/jpeg"}
             ).json()
+            png = http.post(
+                "/v1/segment", content=jpeg, headers={"Content-Type": "image/jpeg"}
+            ).content
         assert model["class_names"] == list(labelmap.names)
         assert model["palette"] == [list(c) for c in labelmap.colors]
+        palette = Image.open(io.BytesIO(png)).getpalette()[: 3 * labelmap.num_classes]
+        assert palette == [v for color in labelmap.colors for v in color]
         assert answer["class_names"] == list(labelmap.names)
         assert {c["name"] for c in answer["classes_present"]} <= set(labelmap.names)
 
