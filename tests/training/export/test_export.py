@@ -456,3 +456,15 @@ def test_the_exported_signatures_carry_exactly_the_contracts_names(exported_vers
         assert set(signatures[name].outputs) == set(expected.outputs), name
     assert (exported_version / contract.EXPORT_INFO_PATH).is_file()
     assert (exported_version / contract.WARMUP_PATH).is_file()
+
+
+def test_what_every_export_says_of_the_classes_is_the_runs_own(tmp_path):
+    # The metadata signature, export.json and the TFLite sidecar all come from model_metadata.
+    from training.config import TrainConfig
+    from training.data.labelmap import LABELMAP_FILE, Labelmap, write_labelmap
+
+    floors = Labelmap(("background", "floor", "pet"), ((0, 0, 0), (128, 64, 128), (0, 0, 230)))
+    write_labelmap(floors, tmp_path / LABELMAP_FILE)
+    metadata = saved_model.model_metadata(TrainConfig(data=str(tmp_path), out="o"), "aspect")
+    assert metadata[contract.CLASS_NAMES] == ["background", "floor", "pet"]
+    assert metadata[contract.PALETTE] == [[0, 0, 0], [128, 64, 128], [0, 0, 230]]
