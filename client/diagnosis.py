@@ -32,7 +32,7 @@ def host_and_port(target: str) -> tuple[str, int] | None:
     """
     address = target.split("///", 1)[-1] if "///" in target else target
     host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or host.startswith("unix"):
+    if not colon or not port.isdigit() or target.startswith(("unix:", "unix-abstract:")):
         return None
     return host.strip("[]"), int(port)
 

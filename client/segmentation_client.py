@@ -122,10 +122,11 @@ class SegmentationClient:
     extra gRPC channel options; they override ours. ``workers`` is how many ``segment_async``
     calls run at once (a stream keeps at most that many frames in flight).
 
-    ``connect_timeout`` bounds how long a call keeps retrying while no server answers
-    (UNAVAILABLE): None waits out the whole deadline (a vehicle rides through a server restart
-    or a Wi-Fi gap); a gateway answering people says 503 within it instead. Plain text against
-    a TLS port, or the reverse, raises TlsMismatch after the first attempt, saying so.
+    ``connect_timeout`` bounds how long after its start a call keeps retrying while no server
+    answers (UNAVAILABLE): None waits out the whole deadline (a vehicle rides through a server
+    restart or a Wi-Fi gap); a gateway answering people says 503 within it instead. Plain text
+    against a TLS port, or the reverse, raises TlsMismatch after the first attempt on each
+    target, saying so (a call with other targets goes on to them).
     """
 
     def __init__(
@@ -165,7 +166,6 @@ class SegmentationClient:
         self.workers = workers
         self.connect_timeout = connect_timeout
         self._uses_tls = credentials is not None
-        self._mismatches: dict[int, TlsMismatch] = {}
         # Caller's options replace ours by name (gRPC would take the first of duplicates).
         channel_options = list({**dict(_CHANNEL_OPTIONS), **dict(options)}.items())
         self._channels = [
@@ -215,10 +215,11 @@ class SegmentationClient:
         self, methods: list, request: bytes, timeout: float | None, targets: range | None = None
     ) -> bytes:
         """One RPC with retries on UNAVAILABLE and CANCELLED until the deadline (or, with
-        ``connect_timeout``, until no server answered for that long). Each call starts at the
+        ``connect_timeout``, until that long after the call began). Each call starts at the
         next target (round-robin) and a retry moves to the following one; the backoff sleep
         comes only once every target has failed in a round. Other codes raise at once, and so
-        does a TLS mismatch (it never clears by itself)."""
+        does a TLS mismatch once every target of the call has one (it never clears by
+        itself; a target with one is skipped while others may answer)."""
         if self._closing.is_set():
             raise ClientClosed("the client is closed")
         targets = targets if targets is not None else range(len(methods))
@@ -228,13 +229,15 @@ class SegmentationClient:
         backoff = self.retry.initial_backoff
         start = next(self._turn)
         unavailable: ClientError | None = None
+        mismatched: set[int] = set()
         for attempt in itertools.count():
             index = targets[(start + attempt) % len(targets)]
             remaining = deadline - time.monotonic()
             if remaining < _MIN_ATTEMPT_SECONDS and unavailable is not None:
                 raise unavailable
             try:
-                return methods[index](request, timeout=max(remaining, _MIN_ATTEMPT_SECONDS))
+                if index not in mismatched:  # (skipped, it still counts for the backoff)
+                    return methods[index](request, timeout=max(remaining, _MIN_ATTEMPT_SECONDS))
             except grpc.RpcError as error:
                 failure = from_rpc_error(error, self.targets[index], attempt + 1)
                 if self._closing.is_set():
@@ -247,8 +250,10 @@ class SegmentationClient:
                     raise failure from None
                 mismatch = self._tls_mismatch(index, failure)
                 if mismatch is not None:
-                    raise mismatch from None
-                unavailable = failure
+                    mismatched.add(index)
+                    if mismatched >= set(targets):
+                        raise mismatch from None
+                unavailable = mismatch or failure
             if time.monotonic() >= min(give_up, deadline):
                 raise unavailable
             if (attempt + 1) % len(targets) == 0:
@@ -259,17 +264,13 @@ class SegmentationClient:
         raise AssertionError("unreachable")
 
     def _tls_mismatch(self, index: int, failure: ClientError) -> TlsMismatch | None:
-        """The error to raise if ``failure`` comes from TLS on one side only (checked once
-        per target: a probe costs a connection)."""
+        """The error to raise if ``failure`` comes from TLS on one side only (asked anew each
+        time: a server restarted with the other setting answers again)."""
         if failure.code != grpc.StatusCode.UNAVAILABLE:
             return None
-        if index not in self._mismatches:
-            target = self.targets[index]
-            reason = diagnosis.tls_mismatch(target, str(failure), uses_tls=self._uses_tls)
-            if reason is None:
-                return None  # not known to be one: asked again on a later failure
-            self._mismatches[index] = TlsMismatch(reason, code=failure.code, target=target)
-        return self._mismatches[index]
+        target = self.targets[index]
+        reason = diagnosis.tls_mismatch(target, str(failure), uses_tls=self._uses_tls)
+        return None if reason is None else TlsMismatch(reason, code=failure.code, target=target)
 
     def predict(
         self,

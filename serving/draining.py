@@ -7,7 +7,8 @@ calls away at SIGTERM, though they had arrived before it. So the refusal is made
 it), and the count shutdown waits for is the pool's (``CountingThreadPool``: every RPC from
 submission to the end of its work, queued ones included).
 
-    gate, pool = ArrivalGate(), CountingThreadPool(8)
+    gate = ArrivalGate()
+    pool = CountingThreadPool(8, gate)
     server = grpc.server(pool, interceptors=[gate])
     ...
     gate.close()                     # new RPCs: UNAVAILABLE "the server is shutting down"
@@ -30,13 +31,18 @@ _ALWAYS_ADMITTED = "/grpc.health.v1.Health/"
 
 
 class CountingThreadPool(futures.ThreadPoolExecutor):
-    """A thread pool whose ``calls`` counts each work item from submission to its end."""
+    """A thread pool whose ``calls`` counts each work item submitted while ``gate`` is open,
+    from submission to its end. What comes after it closed is a refusal (or a health check):
+    counting those would let clients retrying in a loop keep the count from ever reaching 0."""
 
-    def __init__(self, max_workers: int, thread_name_prefix: str = ""):
+    def __init__(self, max_workers: int, gate: ArrivalGate, thread_name_prefix: str = ""):
         super().__init__(max_workers, thread_name_prefix=thread_name_prefix)
+        self.gate = gate
         self.calls = InFlight()
 
     def submit(self, fn, /, *args, **kwargs) -> futures.Future:
+        if self.gate.closed:
+            return super().submit(fn, *args, **kwargs)
         self.calls.enter()
 
         def counted():
@@ -68,6 +74,10 @@ class ArrivalGate(grpc.ServerInterceptor):
 
     def close(self) -> None:
         self._closed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
     def intercept_service(self, continuation, handler_call_details):
         if self._closed.is_set() and not handler_call_details.method.startswith(_ALWAYS_ADMITTED):

@@ -20,12 +20,14 @@ MESSAGE_CHARS = 2000
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def echo(name: object) -> str:
-    """A client-sent name as a message shows it: its first ECHOED_NAME_CHARS characters."""
-    return _cut(str(name), ECHOED_NAME_CHARS)
+    """A client-sent name as a message shows it: ASCII (other characters escaped, as gRPC
+    would percent-encode them to up to 12 bytes each), its first ECHOED_NAME_CHARS."""
+    text = str(name)
+    return _cut(text if text.isascii() else ascii(text)[1:-1], ECHOED_NAME_CHARS)
 
 
 def echo_set(names: Iterable[str]) -> str:
@@ -33,7 +35,7 @@ def echo_set(names: Iterable[str]) -> str:
     names = sorted(names)
     shown = [echo(n) for n in names[:ECHOED_NAMES]]
     if len(names) > ECHOED_NAMES:
-        shown.append(f"… {len(names) - ECHOED_NAMES} more")
+        shown.append(f"... {len(names) - ECHOED_NAMES} more")
     return "{" + ",".join(shown) + "}"
 
 

@@ -128,11 +128,10 @@ class ModelManager:
         # A version that failed is left out until its folder changes, so the policy falls
         # back to the newest version that loads (at start too: a broken newest export must
         # not leave the server answering nothing).
-        candidates = {v for v in folders if v in model.serving}
-        for version in set(folders) - candidates:
-            stamp = _stamp(folders[version])
-            if stamp is not None and model.failed.get(version) != stamp:  # None: vanished
-                candidates.add(version)
+        candidates = set(folders)
+        for version, failed_stamp in model.failed.items():
+            if version in folders and _stamp(folders[version]) in (None, failed_stamp):
+                candidates.discard(version)  # unchanged since it failed (or vanishing)
         while True:  # ends: each round loads what it wants, or drops what failed
             wanted = set(select_versions(model.source, sorted(candidates)))
             failed = set()

@@ -44,6 +44,7 @@ class EmbeddedServer:
         self.options = options
         self.metrics = ServingMetrics()
         self.health = health.HealthServicer()
+        self._health_lock = threading.Lock()
         self.manager = ModelManager(
             sources,
             poll_seconds=options.poll_seconds,
@@ -58,7 +59,7 @@ class EmbeddedServer:
         self._stopped = threading.Event()
         self.gate = ArrivalGate()  # refuses new RPCs once shutdown begins
         # Every RPC received and not yet answered, queued ones included (shutdown waits).
-        self.pool = CountingThreadPool(options.workers, thread_name_prefix="rpc")
+        self.pool = CountingThreadPool(options.workers, self.gate, thread_name_prefix="rpc")
         self.metrics.received.set_function(lambda: self.pool.calls.active)
 
     def start(self) -> None:
@@ -93,8 +94,8 @@ class EmbeddedServer:
             self.manager.stop()
             why = "in use, or the TLS certificate and key rejected" if credentials else "in use?"
             raise OSError(f"cannot listen on {address} ({why}): {error}") from error
+        self._update_health()  # before the port opens: the servicer's default is SERVING
         self._grpc.start()
-        self._update_health()
         if self.options.metrics_port is not None:
             self.metrics_http = self.metrics.serve(self.options.host, self.options.metrics_port)
 
@@ -106,9 +107,10 @@ class EmbeddedServer:
         """SERVING while every configured model has a version AVAILABLE, NOT_SERVING otherwise
         (an orchestrator's probe then sees a server that would answer NOT_FOUND)."""
         status = health_pb2.HealthCheckResponse
-        state = status.NOT_SERVING if self.manager.unavailable() else status.SERVING
-        for service in ("", PREDICTION_SERVICE):
-            self.health.set(service, state)
+        with self._health_lock:  # the poller and unloading threads both report changes
+            state = status.NOT_SERVING if self.manager.unavailable() else status.SERVING
+            for service in ("", PREDICTION_SERVICE):
+                self.health.set(service, state)
 
     def stop(self, grace: float | None = None) -> None:
         """Stops accepting, lets in-flight RPCs finish within ``grace`` seconds (default:

@@ -16,7 +16,7 @@ from typing import Any
 from client import contract
 from client.palette import voc_colormap
 from training.data import voc
-from training.data.labelmap import Labelmap
+from training.data.labelmap import Labelmap, class_names
 from training.data.masks import dataset_classes
 
 BACKBONES = ("resnet50", "mobilenetv2")
@@ -103,8 +103,7 @@ class TrainConfig:
             self.num_classes = self.num_classes or len(self.class_names)
         else:
             labelmap, self.num_classes = dataset_classes(self.data, self.num_classes)
-            known = list(labelmap.names[: self.num_classes])
-            self.class_names = known + [f"class_{i}" for i in range(len(known), self.num_classes)]
+            self.class_names = class_names(labelmap.names, self.num_classes)
             if labelmap != Labelmap.voc():
                 self.palette = [list(color) for color in labelmap.colors]
         if len(self.class_names) != self.num_classes:

@@ -353,15 +353,17 @@ def test_names_a_client_sends_are_echoed_bounded(predict, channel):
         (_request(_frames(), signature_name=long), grpc.StatusCode.FAILED_PRECONDITION),
         (_request(_frames(), name=long), grpc.StatusCode.NOT_FOUND),
         (_request(_frames(), version_label=long), grpc.StatusCode.INVALID_ARGUMENT),
+        # 4 bytes each, up to 12 once percent-encoded: escaped to ASCII, then bounded.
+        (_request(_frames(), signature_name="🙂" * 25_000), grpc.StatusCode.FAILED_PRECONDITION),
     ]:
         error = _error(predict, request)
-        assert error.code() == code and "100,000 characters" in error.details()
-        assert len(error.details()) < 300
+        assert error.code() == code and "characters)" in error.details()
+        assert len(error.details()) < 300 and error.details().isascii()
     many = _request(_frames())
     for index in range(5000):
         many.inputs[f"extra_{index:05}_{'x' * 50}"].CopyFrom(tf.make_tensor_proto(np.uint8(0)))
     error = _error(predict, many)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "… 4990 more" in error.details()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "... 4990 more" in error.details()
     assert len(error.details()) <= 2000 + 40
     status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus
     request = get_model_status_pb2.GetModelStatusRequest()

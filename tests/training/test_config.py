@@ -36,3 +36,18 @@ def test_a_saved_runs_classes_are_taken_as_recorded(tmp_path):
         TrainConfig(
             data=str(tmp_path), out="o", class_names=["a", "b", "c"], palette=[[1, 2, 3], [4, 5, 6]]
         )
+
+
+def test_evaluating_on_data_labelled_with_other_classes_is_refused(tmp_path):
+    from training.learning.evaluate import evaluate_run
+    from training.learning.run_folder import RunFolder
+
+    trained_on, other = tmp_path / "a", tmp_path / "b"
+    write_labelmap(FLOORS, trained_on / LABELMAP_FILE)
+    swapped = Labelmap(("background", "wall", "floor"), (FLOORS.colors[0], *FLOORS.colors[:0:-1]))
+    write_labelmap(swapped, other / LABELMAP_FILE)
+    run = RunFolder(tmp_path / "run")
+    run.write_config(TrainConfig(data=str(trained_on), out=str(run.path)))
+    assert (run.path / LABELMAP_FILE).read_text() == FLOORS.to_text()
+    with pytest.raises(ValueError, match="names other classes than the run trained on"):
+        evaluate_run(run.path, "val", data=other)

@@ -21,7 +21,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.data import voc
-from training.data.labelmap import LABELMAP_FILE, Labelmap, LabelmapError, dataset_labelmap
+from training.data.labelmap import (
+    LABELMAP_FILE,
+    Labelmap,
+    LabelmapError,
+    class_names,
+    dataset_labelmap,
+)
 from training.data.masks import MaskError, dataset_classes, read_class_ids
 
 
@@ -159,8 +165,7 @@ class CheckReport:
         lines += [f"  split {name:<12} {count:6d} ids" for name, count in self.split_counts.items()]
         total = int(self.class_pixels.sum())
         lines.append(f"  pixel frequency over {total} pixels:")
-        names = list(self.class_names[: self.num_classes])
-        names += [f"class {i}" for i in range(len(names), self.num_classes)]
+        names = class_names(self.class_names, self.num_classes)
         rows = [(i, names[i]) for i in range(self.num_classes)]
         rows.append((voc.IGNORE_LABEL, "ignore (255)"))
         width = max(14, *(len(name) for _, name in rows))

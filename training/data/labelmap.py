@@ -179,6 +179,14 @@ def _unknown_colors_message(
     return f"{where}: {len(found)} colour(s) not in the labelmap: {shown}{more}{expected}"
 
 
+def class_names(names: Sequence[str], num_classes: int) -> list[str]:
+    """``num_classes`` names: ``names``' first ones, then ``class_N`` (a --num-classes larger
+    than the dataset's, e.g. VOC-layout data with more classes than VOC's 21):
+    ``class_names(("background", "floor"), 3)`` is ``["background", "floor", "class_2"]``.
+    """
+    return list(names[:num_classes]) + [f"class_{i}" for i in range(len(names), num_classes)]
+
+
 def parse_labelmap(text: str, source: str = LABELMAP_FILE) -> Labelmap:
     """A labelmap from CVAT's text. LabelmapError naming ``source`` and every bad line: lines
     that do not parse, repeated names or colours (with both lines), VOC's boundary colour."""
@@ -224,7 +232,7 @@ def parse_labelmap(text: str, source: str = LABELMAP_FILE) -> Labelmap:
 def read_labelmap(path: str | Path) -> Labelmap:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # UTF-8, with or without a BOM
     except OSError as error:
         raise LabelmapError(f"cannot read {path}: {error.strerror or error}") from None
     return parse_labelmap(text, str(path))
@@ -233,7 +241,7 @@ def read_labelmap(path: str | Path) -> Labelmap:
 def write_labelmap(labelmap: Labelmap, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(labelmap.to_text())
+    path.write_text(labelmap.to_text(), encoding="utf-8")
     return path
 
 

@@ -164,7 +164,9 @@ def _palettized_ids(path: str | Path, image: Image.Image, labelmap: Labelmap) ->
     if all(tuple(palette[i]) == tuple(expected[i]) for i in used if i < labelmap.num_classes):
         return indices  # values ≥ the class count are named by check_ids
     known = {*labelmap.colors, BOUNDARY_COLOR}
-    strangers = [int(i) for i in used if tuple(map(int, palette[i])) not in known]
+    strangers = [  # a colour outside the labelmap, or an index past the file's palette
+        int(i) for i in used if i >= len(entries) or tuple(map(int, palette[i])) not in known
+    ]
     if strangers:
         counts = np.bincount(indices.ravel(), minlength=256)
         shown = ", ".join(

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from client.palette import IGNORE_LABEL, colorize
-from training.data.labelmap import Color, Labelmap, dataset_labelmap
+from training.data.labelmap import Color, Labelmap, class_names, dataset_labelmap
 from training.data.pipeline import make_dataset
 
 GAP = 4
@@ -32,7 +32,7 @@ def legend_entries(class_ids: Sequence[int], labelmap: Labelmap) -> list[tuple[i
         elif class_id < labelmap.num_classes:
             name = labelmap.names[class_id]
         else:
-            name = f"class {class_id}"
+            name = class_names(labelmap.names, class_id + 1)[class_id]
         entries.append((int(class_id), name, tuple(int(c) for c in palette[class_id])))
     return entries
 

@@ -210,7 +210,8 @@ def resolve_split(
     - **VOC** (train.txt, val.txt, …): ``train`` is train.txt; ``val`` and ``test`` are the
       first and second halves of val.txt shuffled with ``seed`` (its own generator, so global
       random state cannot move them), or val.txt and test.txt as they are when test.txt
-      exists. With the official lists: 1464 / 724 / 725. The fractions play no part here.
+      exists with a mask for every id (VOC's own test.txt, from the test download, has none).
+      With the official lists: 1464 / 724 / 725. The fractions play no part here.
     - Any other name is read from ``<name>.txt`` as is. A missing list is FileNotFoundError
       naming it and the lists the root has. (A root with train.txt alone has no val: its
       ids are never split silently into sets that would overlap train.txt.)
@@ -226,12 +227,20 @@ def resolve_split(
             source=source,
         )
         return parts[split]
-    if split in ("val", "test") and "test" not in names:
+    if split in ("val", "test") and not _labelled_list(root, "test", names):
         val_ids = _read_named_list(root, "val", names)
         shuffled = [val_ids[i] for i in np.random.default_rng(seed).permutation(len(val_ids))]
         half = len(shuffled) // 2
         return shuffled[:half] if split == "val" else shuffled[half:]
     return _read_named_list(root, split, names)
+
+
+def _labelled_list(root: str | Path, name: str, names: list[str]) -> bool:
+    """True if list ``name`` exists and every id of it has a mask."""
+    if name not in names:
+        return False
+    ids = read_split_list(split_list_path(root, name))
+    return bool(ids) and all(mask_path(root, sample_id).is_file() for sample_id in ids)
 
 
 def _read_named_list(root: str | Path, name: str, names: list[str]) -> list[str]:
@@ -255,12 +264,14 @@ def split_single_list(
 ) -> dict[str, list[str]]:
     """``{"train", "val", "test"}`` → disjoint id lists covering ``ids``, each in list order.
 
-    Ids are ranked by a hash of ``(seed, id)``: the lowest ``round(n × val_fraction)`` are
-    val, the next ``round(n × test_fraction)`` test, the rest train. A rank depends on the id
-    alone, not on the list's order or length, so adding frames to an export moves at most a
-    few ids across the borders instead of reshuffling everything (a test frame does not
-    quietly become a training frame). A part with a fraction above 0 gets at least one id;
-    too few ids for that is ValueError naming the counts.
+    Each id's part comes from a hash of ``(seed, id)`` alone, read as a number in [0, 1): val
+    below ``val_fraction``, test below ``val_fraction + test_fraction``, train above. So the
+    parts do not depend on the list's order or length, and adding frames to an export never
+    moves an id already listed to another part (a test frame never quietly becomes a training
+    frame); the parts' sizes follow the fractions closely on large lists, not exactly. In a
+    list so small that a part with a fraction above 0 would be empty, it takes the id of the
+    largest part nearest its range. Too few ids for three parts is ValueError naming the
+    counts.
     """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= value < 1:
@@ -278,15 +289,24 @@ def split_single_list(
             f"{val_fraction}, test_fraction {test_fraction}): at least {needed} needed"
         )
 
-    def share(fraction: float, most: int) -> int:
-        return 0 if fraction == 0 else min(max(1, round(n * fraction)), most)
+    def position(sample_id: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
 
-    n_test = share(test_fraction, n - 1 - (val_fraction > 0))
-    n_val = share(val_fraction, n - 1 - n_test)
-    ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
-    part = {i: "val" for i in ranked[:n_val]}
-    part.update({i: "test" for i in ranked[n_val : n_val + n_test]})
-    return {name: [i for i in ids if part.get(i, "train") == name] for name in SPLITS}
+    ranges = {  # part → [low, high) of positions
+        "val": (0.0, val_fraction),
+        "test": (val_fraction, val_fraction + test_fraction),
+        "train": (val_fraction + test_fraction, 1.0),
+    }
+    positions = {i: position(i) for i in ids}
+    part = {i: next(p for p, (_, high) in ranges.items() if u < high or p == "train")
+            for i, u in positions.items()}  # fmt: skip
+    for name, (low, high) in ranges.items():
+        if high > low and name not in part.values():  # a tiny list left it empty
+            members = {p: [i for i in ids if part[i] == p] for p in ranges}
+            donor = max(members.values(), key=len)
+            part[min(donor, key=lambda i: abs(positions[i] - (low + high) / 2))] = name
+    return {name: [i for i in ids if part[i] == name] for name in SPLITS}
 
 
 def write_split_lists(

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from client.palette import colorize
+from training.data.labelmap import LABELMAP_FILE, dataset_labelmap
 from training.data.pipeline import make_dataset
 from training.data.preview import compose_grid
 from training.learning.metrics import scores_from_confusion, update_confusion
@@ -111,6 +112,13 @@ def evaluate_run(
     run = RunFolder(run_dir)
     config = run.read_config()
     data = Path(data or config.data)
+    if (data / LABELMAP_FILE).is_file() and dataset_labelmap(data) != config.classes():
+        # Same count, other order: the scores of two classes would silently swap.
+        raise ValueError(
+            f"{data / LABELMAP_FILE} names other classes than the run trained on "
+            f"({', '.join(dataset_labelmap(data).names)} vs {', '.join(config.class_names)}, "
+            "with their colours): evaluate on data labelled with the run's labelmap.txt"
+        )
     model = run.load_model(precision)
     loss_fn = make_loss(config)
     graph_options = dict(

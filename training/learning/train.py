@@ -44,7 +44,8 @@ LOSS_CLASSES = {  # one per name in training.config.LOSSES (TrainConfig checks t
     "ce+dice": CrossEntropyDiceLoss,
 }
 # Options that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "fixed_class_weights")
+# The fractions only matter through the split lists, which are compared themselves.
+RESUMABLE_CHANGES = ("epochs", "fixed_class_weights", "val_fraction", "test_fraction")
 
 
 @dataclass

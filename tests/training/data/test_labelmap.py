@@ -80,3 +80,13 @@ def test_match_colors_is_the_lookup_of_any_palette():
     assert match_colors(rgb, [(1, 1, 1), (5, 5, 5)], [10, 20]).tolist() == [[20, 10]]
     with pytest.raises(ValueError, match=re.escape("m.png: 1 colour(s) not in the labelmap")):
         match_colors(rgb, [(1, 1, 1)], [0], where="m.png")
+
+
+def test_a_labelmap_is_utf8_with_or_without_a_bom(tmp_path):
+    path = tmp_path / "labelmap.txt"
+    path.write_bytes(
+        "\ufeff# label:color_rgb:parts:actions\nsol:1,2,3::\nchaise_été:4,5,6::\n".encode()
+    )
+    assert read_labelmap(path).names == ("sol", "chaise_été")
+    write_labelmap(read_labelmap(path), tmp_path / "again.txt")
+    assert "chaise_été" in (tmp_path / "again.txt").read_bytes().decode("utf-8")

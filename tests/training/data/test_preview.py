@@ -12,7 +12,7 @@ def test_legend_entries_use_the_labelmaps_names_and_colours():
         (1, "floor", (128, 64, 128)),
         (4, "person", (220, 20, 60)),
         (255, "ignore (255)", (224, 224, 192)),
-        (9, "class 9", tuple(Labelmap.voc().palette()[9].tolist())),
+        (9, "class_9", tuple(Labelmap.voc().palette()[9].tolist())),
     ]
     assert legend_entries([15], Labelmap.voc()) == [(15, "person", (192, 128, 128))]
 

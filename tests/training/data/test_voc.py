@@ -134,7 +134,8 @@ def test_a_single_list_is_split_by_seed_into_disjoint_covering_parts(tmp_path):
     ids = [f"frame_{i:06d}" for i in range(100)]
     root = _single_list_root(tmp_path, ids)
     parts = {split: voc.resolve_split(root, split) for split in ("train", "val", "test")}
-    assert [len(parts[s]) for s in ("train", "val", "test")] == [70, 15, 15]
+    sizes = [len(parts[s]) for s in ("train", "val", "test")]
+    assert abs(sizes[0] - 70) <= 6 and abs(sizes[1] - 15) <= 6 and abs(sizes[2] - 15) <= 6
     assert voc.DEFAULT_VAL_FRACTION == voc.DEFAULT_TEST_FRACTION == 0.15
     assert sorted(parts["train"] + parts["val"] + parts["test"]) == ids
     for split, members in parts.items():
@@ -146,16 +147,17 @@ def test_a_single_list_is_split_by_seed_into_disjoint_covering_parts(tmp_path):
         len(voc.resolve_split(root, s, val_fraction=0.2, test_fraction=0.1))
         for s in ("train", "val", "test")
     ]
-    assert sizes == [70, 20, 10]
+    assert abs(sizes[0] - 70) <= 6 and abs(sizes[1] - 20) <= 6 and abs(sizes[2] - 10) <= 6
 
 
 def test_the_single_list_split_depends_on_the_ids_not_their_order_or_number(tmp_path):
     ids = [f"frame_{i:06d}" for i in range(200)]
     parts = voc.split_single_list(ids)
     assert voc.split_single_list(ids[::-1])["test"] == parts["test"][::-1]
-    grown = voc.split_single_list(ids + [f"new_{i}" for i in range(20)])
-    moved = set(parts["test"]) - set(grown["test"])
-    assert len(moved) <= 3, "adding frames must not reshuffle the test set"
+    for added in (1, 20, 400):  # adding frames moves no frame already listed
+        grown = voc.split_single_list(ids + [f"new_{i}" for i in range(added)])
+        for name, members in parts.items():
+            assert set(members) <= set(grown[name]), f"{added} added: {name} changed"
 
 
 def test_three_ids_give_one_each_and_fewer_are_named(tmp_path):
@@ -179,8 +181,13 @@ def test_a_lone_train_list_is_not_split_silently(tmp_path):
         voc.resolve_split(root, "val")
 
 
-def test_a_test_list_beside_val_is_read_as_it_is(official_root):
+def test_a_labelled_test_list_beside_val_is_read_as_it_is(official_root):
+    halves = [voc.resolve_split(official_root, s) for s in ("val", "test")]
+    # VOC's test download adds a test.txt with no masks: the book's halves stay.
     voc.split_list_path(official_root, "test").write_text("x\ny\n")
+    assert [voc.resolve_split(official_root, s) for s in ("val", "test")] == halves
+    for sample_id in ("x", "y"):  # an export whose test list is labelled: read as it is
+        voc.write_mask(np.zeros((2, 2), np.uint8), voc.mask_path(official_root, sample_id))
     assert voc.resolve_split(official_root, "test") == ["x", "y"]
     assert voc.resolve_split(official_root, "val") == voc.read_split_list(
         voc.split_list_path(official_root, "val")
