@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 SERVE = REPO / "Dockerfile.serve"
 TRAIN = REPO / "Dockerfile.train"
+EMBEDDED = REPO / "Dockerfile.embedded"
 
 # Every flag of tensorflow_model_server, copied from the `flag_list` in
 # tensorflow_serving/model_servers/main.cc (github.com/tensorflow/serving, the 2.x file whose
@@ -368,7 +369,7 @@ def test_training_image_carries_the_tensorflow_that_pyproject_pins():
     assert tag == f"{pins['tensorflow']}-gpu", "pip install . would replace the image's TF"
 
 
-@pytest.mark.parametrize("dockerfile", [SERVE, TRAIN], ids=["serve", "train"])
+@pytest.mark.parametrize("dockerfile", [SERVE, TRAIN, EMBEDDED], ids=["serve", "train", "embedded"])
 def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile):
     found = copies(dockerfile)
     assert found, f"{dockerfile.name} copies nothing"
@@ -463,3 +464,22 @@ def test_train_image_installs_every_package_of_the_project():
     assert {"pyproject.toml", "README.md"} <= copied
     runs = [run.args for run in instructions(TRAIN, "RUN")]
     assert any("pip install" in run and run.endswith(" .") for run in runs), "install the project"
+
+
+# --- Dockerfile.embedded -----------------------------------------------------------------------
+
+
+def test_embedded_image_runs_the_embedded_server_on_the_contracts_ports(model_config):
+    from client import contract
+
+    assert only(EMBEDDED, "ENTRYPOINT").exec_form() == ["python", "-m", "serving"]
+    command = only(EMBEDDED, "CMD").exec_form()
+    assert command[:2] == ["--model-config", "/models/models.config"]
+    assert (["models/"], "/models/") in copies(EMBEDDED)
+    ports = {port for expose in instructions(EMBEDDED, "EXPOSE") for port in expose.args.split()}
+    assert {str(contract.GRPC_PORT), str(contract.REST_PORT), str(contract.GATEWAY_PORT)} <= ports
+    image = only(EMBEDDED, "FROM").args.split()[0]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), f"pin an exact Python: {image}"
+    from serving.cli import build_parser
+
+    build_parser().parse_args(command)  # every flag of CMD exists

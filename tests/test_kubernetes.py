@@ -1,0 +1,117 @@
+"""The Kubernetes manifests (deploy/kubernetes, kustomize) rendered by `kubectl kustomize` and
+checked against the serving contract: ports, probes, selectors, the model name, the images'
+flags. Nothing is applied (there is no cluster here)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from client import contract
+from serving.cli import build_parser as server_parser
+from serving.gateway.cli import build_parser as gateway_parser
+
+REPO = Path(__file__).resolve().parents[1]
+KUBERNETES = REPO / "deploy" / "kubernetes"
+OVERLAYS = sorted(p.name for p in (KUBERNETES / "overlays").iterdir() if p.is_dir())
+
+
+def render(folder: Path) -> dict[tuple[str, str], dict]:
+    """``(kind, name)`` → object, as ``kubectl kustomize`` renders ``folder``."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: the manifests cannot be rendered here")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(result.stdout)}
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request) -> tuple[str, dict]:
+    return request.param, render(KUBERNETES / "overlays" / request.param)
+
+
+def container(objects: dict, deployment: str) -> dict:
+    (only,) = objects["Deployment", deployment]["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def ports(spec: dict) -> dict[str, int]:
+    return {p["name"]: p.get("containerPort", p.get("port")) for p in spec["ports"]}
+
+
+def test_every_overlay_renders_the_same_parts(rendered):
+    _, objects = rendered
+    assert set(objects) == {
+        ("PersistentVolumeClaim", "models"),
+        ("Deployment", "model-server"),
+        ("Service", "model-server-grpc"),
+        ("Service", "model-server-http"),
+        ("PodDisruptionBudget", "model-server"),
+        ("HorizontalPodAutoscaler", "model-server"),
+        ("Deployment", "gateway"),
+        ("Service", "gateway"),
+    }
+    for obj in objects.values():
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "rc-segmentation"
+
+
+def test_the_model_servers_ports_and_services_follow_the_contract(rendered):
+    _, objects = rendered
+    server = container(objects, "model-server")
+    assert ports(server) == {"grpc": contract.GRPC_PORT, "http": contract.REST_PORT}
+    grpc_service = objects["Service", "model-server-grpc"]["spec"]
+    assert grpc_service["clusterIP"] == "None"  # headless: one DNS answer per ready pod
+    assert ports(grpc_service) == {"grpc": contract.GRPC_PORT}
+    assert ports(objects["Service", "model-server-http"]["spec"]) == {"http": contract.REST_PORT}
+    pods = objects["Deployment", "model-server"]["spec"]["template"]["metadata"]["labels"]
+    for selector in (
+        grpc_service["selector"],
+        objects["Service", "model-server-http"]["spec"]["selector"],
+        objects["PodDisruptionBudget", "model-server"]["spec"]["selector"]["matchLabels"],
+        objects["Deployment", "model-server"]["spec"]["selector"]["matchLabels"],
+    ):
+        assert selector.items() <= pods.items()
+    target = objects["HorizontalPodAutoscaler", "model-server"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "model-server")
+    mount = server["volumeMounts"][0]
+    assert mount["mountPath"] == "/models" and mount["readOnly"] is True
+
+
+def test_model_servers_are_ready_only_with_the_model_available(rendered):
+    overlay, objects = rendered
+    server = container(objects, "model-server")
+    readiness = server["readinessProbe"]
+    if overlay == "cpu":  # the embedded server's grpc.health.v1: SERVING iff AVAILABLE
+        assert readiness["grpc"]["port"] == contract.GRPC_PORT
+        assert "nvidia.com/gpu" not in server["resources"].get("limits", {})
+        flags = server_parser().parse_args(server["args"])
+        assert (flags.port, flags.metrics_port) == (contract.GRPC_PORT, contract.REST_PORT)
+        assert flags.model_config == Path("/models/models.config")
+        grace = objects["Deployment", "model-server"]["spec"]["template"]["spec"]
+        assert grace["terminationGracePeriodSeconds"] > flags.grace
+    else:  # TF Serving: its REST model status, as Dockerfile.serve's HEALTHCHECK
+        command = " ".join(readiness["exec"]["command"])
+        url = f"http://localhost:{contract.REST_PORT}/v1/models/{contract.DEFAULT_MODEL_NAME}"
+        assert f"curl -fsS {url}" in command and '"AVAILABLE"' in command
+        assert server["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert server["livenessProbe"] and server["startupProbe"]
+    assert "latest" not in server["image"]
+
+
+def test_the_gateway_reaches_every_model_server_and_probes_its_own_routes(rendered):
+    _, objects = rendered
+    gateway = container(objects, "gateway")
+    assert gateway["args"][0] == "gateway"
+    flags = gateway_parser().parse_args(gateway["args"][1:])
+    assert flags.target == [f"dns:///model-server-grpc:{contract.GRPC_PORT}"]
+    assert flags.port == contract.GATEWAY_PORT == ports(gateway)["http"]
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert ports(objects["Service", "gateway"]["spec"]) == {"http": contract.GATEWAY_PORT}
+    assert "latest" not in gateway["image"]
