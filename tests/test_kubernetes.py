@@ -17,7 +17,8 @@ from serving.gateway.cli import build_parser as gateway_parser
 
 REPO = Path(__file__).resolve().parents[1]
 KUBERNETES = REPO / "deploy" / "kubernetes"
-OVERLAYS = sorted(p.name for p in (KUBERNETES / "overlays").iterdir() if p.is_dir())
+# `kubectl kustomize deploy/kubernetes/<overlay>`: every folder beside the base.
+OVERLAYS = sorted(p.name for p in KUBERNETES.iterdir() if p.is_dir() and p.name != "base")
 
 
 def render(folder: Path) -> dict[tuple[str, str], dict]:
@@ -33,7 +34,7 @@ def render(folder: Path) -> dict[tuple[str, str], dict]:
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request) -> tuple[str, dict]:
-    return request.param, render(KUBERNETES / "overlays" / request.param)
+    return request.param, render(KUBERNETES / request.param)
 
 
 def container(objects: dict, deployment: str) -> dict:
@@ -43,6 +44,10 @@ def container(objects: dict, deployment: str) -> dict:
 
 def ports(spec: dict) -> dict[str, int]:
     return {p["name"]: p.get("containerPort", p.get("port")) for p in spec["ports"]}
+
+
+def test_the_overlays_are_the_gpu_and_cpu_clusters():
+    assert OVERLAYS == ["cpu", "gpu"]
 
 
 def test_every_overlay_renders_the_same_parts(rendered):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,28 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="model server HOST:PORT, TF Serving or embedded (repeat for several; "
         f"default {', '.join(DEFAULTS.targets)})",
     )
-    parser.add_argument("--host", default=DEFAULTS.host, help="default %(default)s")
-    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="default %(default)s")
-    parser.add_argument("--log-level", default=DEFAULTS.log_level, choices=LOG_LEVELS)
-    parser.add_argument("--model", default=DEFAULTS.model, help="default %(default)s")
+    setting = _settings_flag(parser)
+    setting("--host", "interface to listen on")
+    setting("--port", "port to listen on", type=int)
+    setting("--log-level", "uvicorn's log level", choices=LOG_LEVELS)
+    setting("--model", "model name")
     parser.add_argument("--version", help="model version number or label (default: latest)")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULTS.timeout,
-        help="model server deadline (s; default %(default)s)",
-    )
-    parser.add_argument(
+    setting("--timeout", "model server deadline, seconds", type=float)
+    setting(
         "--connect-timeout",
+        "seconds to wait for a model server that does not answer: then 503",
         type=float,
-        default=DEFAULTS.connect_timeout,
-        help="seconds to wait for a model server that does not answer: then 503 "
-        "(default %(default)s)",
     )
-    parser.add_argument(
+    setting(
         "--ca-cert",
+        "PEM root certificate: reach the model servers over TLS (their --ssl-cert)",
         type=Path,
-        help="PEM root certificate: reach the model servers over TLS (their --ssl-cert)",
     )
     parser.add_argument(
         "--max-upload-mb",
@@ -64,31 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.max_upload_bytes / MIB,
         help="request body limit (default %(default)s)",
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULTS.max_pixels,
-        help="decoded image size limit (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        default=DEFAULTS.max_connections,
-        help="open connections; more are closed on accept (default %(default)s)",
-    )
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=DEFAULTS.header_timeout,
-        help="seconds for a request line and headers to arrive (default %(default)s)",
-    )
-    parser.add_argument(
-        "--body-timeout",
-        type=float,
-        default=DEFAULTS.body_timeout,
-        help="longest pause within a request body, seconds (default %(default)s)",
-    )
+    setting("--max-pixels", "decoded image size limit", type=int)
+    setting("--max-connections", "open connections; more are closed on accept", type=int)
+    setting("--header-timeout", "seconds for a request line and headers to arrive", type=float)
+    setting("--body-timeout", "longest pause within a request body, seconds", type=float)
     return parser
+
+
+def _settings_flag(parser: argparse.ArgumentParser):
+    """``setting(flag, text, **kwargs)``: a flag for the GatewaySettings field of the same
+    name, its default read from there and shown in its help."""
+
+    def setting(flag: str, text: str, **kwargs) -> None:
+        default = getattr(DEFAULTS, flag.removeprefix("--").replace("-", "_"))
+        shown = "" if default is None else " (default %(default)s)"
+        parser.add_argument(flag, default=default, help=text + shown, **kwargs)
+
+    return setting
 
 
 def settings_from(args: argparse.Namespace) -> GatewaySettings:
@@ -96,22 +83,16 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
     version = args.version
     if version is not None and contract.is_version_name(version):
         version = int(version)  # a number pins a version; anything else is a label
-    return GatewaySettings(
-        targets=tuple(args.target or DEFAULTS.targets),
-        model=args.model,
-        version=version,
-        timeout=args.timeout,
-        connect_timeout=args.connect_timeout,
-        ca_cert=args.ca_cert,
-        max_upload_bytes=int(args.max_upload_mb * MIB),
-        max_pixels=args.max_pixels,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        max_connections=args.max_connections,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-    )
+    # Flags named as a settings field set it; the others are converted here.
+    given = {
+        f.name: getattr(args, f.name) for f in fields(GatewaySettings) if hasattr(args, f.name)
+    }
+    converted = {
+        "targets": tuple(args.target or DEFAULTS.targets),
+        "version": version,
+        "max_upload_bytes": int(args.max_upload_mb * MIB),
+    }
+    return GatewaySettings(**{**given, **converted})
 
 
 def uvicorn_config(settings: GatewaySettings, app: FastAPI | None = None) -> uvicorn.Config:

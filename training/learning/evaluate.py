@@ -112,11 +112,12 @@ def evaluate_run(
     run = RunFolder(run_dir)
     config = run.read_config()
     data = Path(data or config.data)
-    if (data / LABELMAP_FILE).is_file() and dataset_labelmap(data) != config.classes():
+    labelled = dataset_labelmap(data) if (data / LABELMAP_FILE).is_file() else None
+    if labelled is not None and labelled != config.classes():
         # Same count, other order: the scores of two classes would silently swap.
         raise ValueError(
             f"{data / LABELMAP_FILE} names other classes than the run trained on "
-            f"({', '.join(dataset_labelmap(data).names)} vs {', '.join(config.class_names)}, "
+            f"({', '.join(labelled.names)} vs {', '.join(config.class_names)}, "
             "with their colours): evaluate on data labelled with the run's labelmap.txt"
         )
     model = run.load_model(precision)
