@@ -25,6 +25,11 @@ GRPC_PORT = 8500
 """TF Serving's gRPC port (PredictionService, ModelService, grpc.health.v1)."""
 REST_PORT = 8501
 """TF Serving's REST port."""
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+"""TF Serving's gRPC service for Predict and GetModelMetadata, and the name the servers'
+``grpc.health.v1`` reports on (the clients' health-checked load balancing asks for it)."""
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+"""TF Serving's gRPC service for GetModelStatus and HandleReloadConfigRequest."""
 GATEWAY_PORT = 8000
 """The HTTP gateway's port (``python -m serving gateway``)."""
 

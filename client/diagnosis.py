@@ -23,26 +23,54 @@ _PLAIN_SERVER = "WRONG_VERSION_NUMBER"  # a TLS client reading a plain HTTP/2 an
 _UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"
 
 
-def host_and_port(target: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a gRPC target such as ``host:8500``, ``[::1]:8500`` or
-    ``dns:///host:8500``; None for forms that name no single address (``unix:``, no port).
+def addresses(target: str) -> list[tuple[str, int]]:
+    """The ``(host, port)`` pairs a gRPC target names: ``host:8500``, ``[::1]:8500``,
+    ``dns:///host:8500``, ``ipv4:a:8500,b:8501``; none for forms without a port (``unix:``).
 
-    >>> host_and_port("dns:///robot-server:8500"), host_and_port("[::1]:8500")
-    (('robot-server', 8500), ('::1', 8500))
+    >>> addresses("dns:///robot-server:8500"), addresses("[::1]:8500")
+    ([('robot-server', 8500)], [('::1', 8500)])
+    >>> addresses("ipv4:10.0.0.5:8500,10.0.0.6:8501")
+    [('10.0.0.5', 8500), ('10.0.0.6', 8501)]
     """
-    address = target.split("///", 1)[-1] if "///" in target else target
-    host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or target.startswith(("unix:", "unix-abstract:")):
-        return None
-    return host.strip("[]"), int(port)
+    if target.startswith(("unix:", "unix-abstract:", "vsock:")):
+        return []
+    if target.startswith(("ipv4:", "ipv6:")):
+        entries = target.split(":", 1)[1].split(",")
+    else:
+        entries = [target.split("///", 1)[-1] if "///" in target else target]
+    found = []
+    for entry in entries:
+        host, colon, port = entry.rpartition(":")
+        if colon and port.isdigit():
+            found.append((host.strip("[]"), int(port)))
+    return found
 
 
-def speaks_tls(target: str, timeout: float = PROBE_SECONDS) -> bool:
+def single_addresses(target: str) -> list[tuple[str, str]]:
+    """``(name, gRPC target of one address)`` for every address ``target`` resolves to, to
+    ask each server apart: a channel over several reports only its last failure, which may be
+    another server's refused connection rather than a TLS error.
+
+    >>> single_addresses("ipv4:127.0.0.1:8500")
+    [('127.0.0.1:8500', 'ipv4:127.0.0.1:8500')]
+    """
+    found = []
+    for host, port in addresses(target):
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            continue
+        for family, _, _, _, address in infos:
+            if family == socket.AF_INET:
+                found.append((f"{host}:{port}", f"ipv4:{address[0]}:{port}"))
+            elif family == socket.AF_INET6:
+                found.append((f"{host}:{port}", f"ipv6:[{address[0]}]:{port}"))
+    return list(dict.fromkeys(found))
+
+
+def speaks_tls(address: tuple[str, int], timeout: float = PROBE_SECONDS) -> bool:
     """True if a TLS handshake (any certificate accepted: this only asks which protocol the
-    port speaks) succeeds on ``target``."""
-    address = host_and_port(target)
-    if address is None:
-        return False
+    port speaks) succeeds on ``address``."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -59,7 +87,8 @@ def speaks_tls(target: str, timeout: float = PROBE_SECONDS) -> bool:
 
 def tls_mismatch(target: str, details: str, *, uses_tls: bool) -> str | None:
     """What is wrong, if a failed connection's ``details`` come from TLS disagreeing between
-    this client and the server on ``target``; None if they do not (or the server is down)."""
+    this client and a server of ``target`` (each of its addresses is asked); None if they do not
+    (or the servers are down)."""
     if uses_tls and _PLAIN_SERVER in details:
         return (
             f"{target} answers in plain text, not TLS: connect without TLS (no --ca-cert, no "
@@ -70,9 +99,11 @@ def tls_mismatch(target: str, details: str, *, uses_tls: bool) -> str | None:
             f"{target} speaks TLS but its certificate is not signed by the CA this client "
             "trusts (--ca-cert): give the CA that signed the server's --ssl-cert"
         )
-    if not uses_tls and any(words in details for words in _PLAIN_TO_TLS) and speaks_tls(target):
-        return (
-            f"{target} speaks TLS and this client sends plain text: connect with TLS "
-            "(--ca-cert, or credentials=grpc.ssl_channel_credentials(...))"
-        )
+    if not uses_tls and any(words in details for words in _PLAIN_TO_TLS):
+        for host, port in addresses(target):
+            if speaks_tls((host, port)):
+                return (
+                    f"{host}:{port} speaks TLS and this client sends plain text: connect with "
+                    "TLS (--ca-cert, or credentials=grpc.ssl_channel_credentials(...))"
+                )
     return None

@@ -11,7 +11,9 @@ It speaks to TensorFlow Serving and to the embedded server alike, without Tensor
 
 ``transport="raw"`` sends the pixels (``serving_default``, best on a LAN); ``"jpeg"`` sends a
 JPEG (``segment_jpeg``, ~10× fewer bytes over Wi-Fi, at some cost in encoding and accuracy).
-Several targets are used round-robin; a target that is down is skipped by the retries.
+Several servers (``"dns:///model-server-grpc:8500"``, ``"ipv4:10.0.0.5:8500,10.0.0.6:8500"``
+or a list of ``HOST:PORT``) share one channel on gRPC's own ``round_robin``, health checks and
+retries (``client.channel``).
 
 The result types (``Segmentation``, ``ModelMetadata``, ``StageTimings``, ``VersionStatus``) live
 in ``client.results`` and are re-exported here.
@@ -20,11 +22,11 @@ in ``client.results`` and are re-exported here.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -33,6 +35,12 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from client import contract, diagnosis, wire
+from client.channel import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    channel_options,
+    channel_target,
+)
 from client.errors import (
     ClientClosed,
     ClientError,
@@ -51,25 +59,11 @@ Transport = Literal["raw", "jpeg"]
 # Codes worth waiting out in wait_until_ready: the server is starting or the model loading.
 # Anything else (a bad version label, no such signature) will not clear by itself.
 _NOT_READY_YET = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND}
-# Codes a call is retried on (on the next target, after a backoff once all were tried): no
-# server listening, or the server cancelled the call as it shut down (the client's own
-# cancellations end the call before this is consulted).
-_RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+# How long a call that ran out of time asks whether any server is reachable at all (a refused
+# or established connection answers in milliseconds; no answer at all means unreachable).
+_REACHABLE_SECONDS = 0.1
 # An attempt with less time than this left would only end in DEADLINE_EXCEEDED.
 _MIN_ATTEMPT_SECONDS = 0.01
-
-DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
-"""gRPC's 4 MiB default is raised: a 1080p raw frame is 6.2 MB, its class map 2 MB."""
-
-# Reconnect quickly after a server restart: gRPC's defaults back off to minutes, and a robot
-# on a LAN would stay blind for that long.
-_CHANNEL_OPTIONS = (
-    ("grpc.max_send_message_length", DEFAULT_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", DEFAULT_MESSAGE_BYTES),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-)
 
 TRANSPORTS: dict[str, contract.Signature] = {
     "raw": contract.SEGMENT,
@@ -81,15 +75,6 @@ DEFAULT_JPEG_QUALITY = 90
 """OpenCV's JPEG quality (0..100) for ``transport="jpeg"``."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff between attempts after UNAVAILABLE; attempts stop at the call's deadline."""
-
-    initial_backoff: float = 0.05
-    max_backoff: float = 1.0
-    multiplier: float = 2.0
-
-
 def _identity(data: bytes) -> bytes:
     return data
 
@@ -99,6 +84,21 @@ def _parse(message_type, data: bytes, what: str):
         return message_type.FromString(data)
     except DecodeError as error:
         raise InvalidResponse(f"the server's answer is not a {what}: {error}") from None
+
+
+def _ask(channel: grpc.Channel, timeout: float) -> str | None:
+    """Why ``channel`` reaches no server, from a health check that fails fast (it is in no
+    retry policy); None if a server answered (TF Serving, which has no health service, says
+    UNIMPLEMENTED)."""
+    check = channel.unary_unary(
+        wire.HEALTH_CHECK_METHOD, request_serializer=_identity, response_deserializer=_identity
+    )
+    try:
+        check(b"", timeout=timeout, wait_for_ready=False)  # service "": zero bytes
+    except grpc.RpcError as error:
+        if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return error.details() or error.code().name
+    return None
 
 
 def _check_frame(frame: object, color: str) -> None:
@@ -116,17 +116,22 @@ class SegmentationClient:
     """A client for the ``deeplabv3`` model (``contract.DEFAULT_MODEL_NAME``, or ``model``) on
     one or more servers.
 
+    ``target`` is gRPC's (``host:8500``, ``dns:///name:8500``, ``ipv4:a:8500,b:8500``) or a
+    list of ``HOST:PORT`` (``client.channel.channel_target``): one channel, calls spread
+    round-robin over the servers whose health says SERVING, a call a server refuses retried
+    on the next (``retry``, gRPC's ``retryPolicy``).
+
     ``version`` pins an integer version or a version label (``"stable"``); None follows the
     server's latest. ``timeout`` is each call's deadline in seconds, retries included.
     ``credentials`` (``grpc.ssl_channel_credentials(...)``) switches to TLS. ``options`` are
     extra gRPC channel options; they override ours. ``workers`` is how many ``segment_async``
     calls run at once (a stream keeps at most that many frames in flight).
 
-    ``connect_timeout`` bounds how long after its start a call keeps retrying while no server
-    answers (UNAVAILABLE): None waits out the whole deadline (a vehicle rides through a server
-    restart or a Wi-Fi gap); a gateway answering people says 503 within it instead. Plain text
-    against a TLS port, or the reverse, raises TlsMismatch after the first attempt on each
-    target, saying so (a call with other targets goes on to them).
+    While no server is ready a call waits for one (gRPC reconnects within a second of a server
+    coming back) until its deadline: a vehicle rides through a server restart or a Wi-Fi gap.
+    ``connect_timeout`` bounds that wait instead (a gateway answering people says 503 within
+    it). Plain text against a TLS port, or the reverse, raises TlsMismatch at the first failed
+    attempt, saying so (servers of the target that agree are used meanwhile).
     """
 
     def __init__(
@@ -140,13 +145,10 @@ class SegmentationClient:
         timeout: float = 10.0,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, object]] = (),
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         workers: int = 4,
         connect_timeout: float | None = None,
     ):
-        targets = [target] if isinstance(target, str) else list(target)
-        if not targets or not all(isinstance(t, str) and t for t in targets):
-            raise ValueError(f"target must be 'host:port' or a list of them, got {target!r}")
         if transport not in TRANSPORTS:
             choices = " or ".join(f'"{name}"' for name in TRANSPORTS)
             raise ValueError(f"transport must be {choices}, got {transport!r}")
@@ -156,7 +158,7 @@ class SegmentationClient:
             raise ValueError(f"timeout must be positive, got {timeout}")
         if connect_timeout is not None and connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive or None, got {connect_timeout}")
-        self.targets = tuple(targets)
+        self.target = channel_target(target)
         self.model = model
         self.version = version
         self.transport: Transport = transport
@@ -166,17 +168,15 @@ class SegmentationClient:
         self.workers = workers
         self.connect_timeout = connect_timeout
         self._uses_tls = credentials is not None
-        # Caller's options replace ours by name (gRPC would take the first of duplicates).
-        channel_options = list({**dict(_CHANNEL_OPTIONS), **dict(options)}.items())
-        self._channels = [
-            grpc.secure_channel(t, credentials, channel_options)
+        self._credentials = credentials
+        settings = channel_options(retry, options)
+        self._channel = (
+            grpc.secure_channel(self.target, credentials, settings)
             if credentials is not None
-            else grpc.insecure_channel(t, channel_options)
-            for t in self.targets
-        ]
-        self._predict = [self._method(c, wire.PREDICT_METHOD) for c in self._channels]
-        self._status = [self._method(c, wire.GET_MODEL_STATUS_METHOD) for c in self._channels]
-        self._turn = itertools.count()
+            else grpc.insecure_channel(self.target, settings)
+        )
+        self._predict = self._method(self._channel, wire.PREDICT_METHOD)
+        self._status = self._method(self._channel, wire.GET_MODEL_STATUS_METHOD)
         self._closing = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
 
@@ -191,11 +191,10 @@ class SegmentationClient:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Closes the channels, which cancels calls in flight (they raise ClientClosed), and
+        """Closes the channel, which cancels calls in flight (they raise ClientClosed), and
         returns once the worker threads have ended."""
         self._closing.set()
-        for channel in self._channels:
-            channel.close()  # cancels the RPCs running on it
+        self._channel.close()  # cancels the RPCs running on it
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> SegmentationClient:
@@ -211,66 +210,91 @@ class SegmentationClient:
             return wire.model_spec(self.model, label=self.version, signature=signature)
         return wire.model_spec(self.model, version=self.version, signature=signature)
 
-    def _call(
-        self, methods: list, request: bytes, timeout: float | None, targets: range | None = None
-    ) -> bytes:
-        """One RPC with retries on UNAVAILABLE and CANCELLED until the deadline (or, with
-        ``connect_timeout``, until that long after the call began). Each call starts at the
-        next target (round-robin) and a retry moves to the following one; the backoff sleep
-        comes only once every target has failed in a round. Other codes raise at once, and so
-        does a TLS mismatch once every target of the call has one (it never clears by
-        itself; a target with one is skipped while others may answer)."""
+    def _call(self, method, request: bytes, timeout: float | None) -> bytes:
+        """One RPC until its deadline. gRPC picks the server and retries what a server refused
+        or could not take (the channel's service config). When that is not enough (no server
+        up, or every one draining) the call is sent again waiting for a server to be ready
+        (gRPC's wait-for-ready: it reconnects within a second of one coming back) until the
+        deadline, or ``connect_timeout`` if set. A TLS mismatch is named at the first failure,
+        as waiting cannot clear it; other codes raise at once."""
         if self._closing.is_set():
             raise ClientClosed("the client is closed")
-        targets = targets if targets is not None else range(len(methods))
         started = time.monotonic()
         deadline = started + (self.timeout if timeout is None else timeout)
-        give_up = deadline if self.connect_timeout is None else started + self.connect_timeout
-        backoff = self.retry.initial_backoff
-        start = next(self._turn)
+        give_up = min(deadline, started + (self.connect_timeout or math.inf))
+        rides_through = self.connect_timeout is None
         unavailable: ClientError | None = None
-        mismatched: set[int] = set()
-        for attempt in itertools.count():
-            index = targets[(start + attempt) % len(targets)]
-            remaining = deadline - time.monotonic()
-            if remaining < _MIN_ATTEMPT_SECONDS and unavailable is not None:
-                raise unavailable
+        for attempt in itertools.count(1):
+            remaining = max(deadline - time.monotonic(), _MIN_ATTEMPT_SECONDS)
             try:
-                if index not in mismatched:  # (skipped, it still counts for the backoff)
-                    return methods[index](request, timeout=max(remaining, _MIN_ATTEMPT_SECONDS))
+                wait = rides_through and unavailable is not None
+                return method(request, timeout=remaining, wait_for_ready=wait)
             except grpc.RpcError as error:
-                failure = from_rpc_error(error, self.targets[index], attempt + 1)
                 if self._closing.is_set():
                     raise ClientClosed("the client was closed during the call") from None
                 code = error.code()
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED and unavailable is not None:
-                    # The deadline ran out while the channel was still reconnecting.
-                    raise unavailable from None
-                if code not in _RETRIED:
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    # Out of time while no server was ready, or a slow answer?
+                    raise (
+                        unavailable
+                        or self._unreachable(attempt)
+                        or from_rpc_error(error, self.target, attempt)
+                    ) from None
+                failure = from_rpc_error(error, self.target, attempt)
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     raise failure from None
-                mismatch = self._tls_mismatch(index, failure)
+                mismatch = self._tls_mismatch(failure)
                 if mismatch is not None:
-                    mismatched.add(index)
-                    if mismatched >= set(targets):
-                        raise mismatch from None
-                unavailable = mismatch or failure
-            if time.monotonic() >= min(give_up, deadline):
+                    raise mismatch from None
+                unavailable = failure
+            # Waiting for ready needs no pause; sent again without it (until connect_timeout),
+            # the call backs off first.
+            left = give_up - time.monotonic()
+            if left <= _MIN_ATTEMPT_SECONDS:
                 raise unavailable
-            if (attempt + 1) % len(targets) == 0:
-                pause = min(backoff, min(give_up, deadline) - time.monotonic())
-                if pause > 0 and self._closing.wait(pause):
-                    raise ClientClosed("the client was closed while waiting to retry")
-                backoff = min(backoff * self.retry.multiplier, self.retry.max_backoff)
+            pause = 0.0 if rides_through else min(self.retry.max_backoff, left)
+            if self._closing.wait(pause):
+                raise ClientClosed("the client was closed while waiting to retry")
         raise AssertionError("unreachable")
 
-    def _tls_mismatch(self, index: int, failure: ClientError) -> TlsMismatch | None:
+    def _unreachable(self, attempts: int) -> ClientError | None:
+        """ServerUnavailable if no server can be reached now (a health check that fails fast,
+        with no retries), else None."""
+        details = _ask(self._channel, _REACHABLE_SECONDS)
+        if details is None:
+            return None
+        after = f" (after {attempts} attempts)" if attempts > 1 else ""
+        return ServerUnavailable(
+            f"{self.target}: UNAVAILABLE{after}: {details}",
+            code=grpc.StatusCode.UNAVAILABLE,
+            target=self.target,
+        )
+
+    def _tls_mismatch(self, failure: ClientError) -> TlsMismatch | None:
         """The error to raise if ``failure`` comes from TLS on one side only (asked anew each
-        time: a server restarted with the other setting answers again)."""
+        time: a server restarted with the other setting answers again). The channel reports
+        only its last failure, perhaps another address's refused connection, so each address
+        is also asked alone."""
         if failure.code != grpc.StatusCode.UNAVAILABLE:
             return None
-        target = self.targets[index]
-        reason = diagnosis.tls_mismatch(target, str(failure), uses_tls=self._uses_tls)
-        return None if reason is None else TlsMismatch(reason, code=failure.code, target=target)
+        reason = diagnosis.tls_mismatch(self.target, str(failure), uses_tls=self._uses_tls)
+        for name, address in diagnosis.single_addresses(self.target):
+            if reason is not None:
+                break
+            host = name.rsplit(":", 1)[0].strip("[]")
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            if self._credentials is None:
+                channel = grpc.insecure_channel(address, options)
+            else:
+                options.append(("grpc.ssl_target_name_override", host))
+                channel = grpc.secure_channel(address, self._credentials, options)
+            with channel:
+                details = _ask(channel, diagnosis.PROBE_SECONDS)
+            if details is not None:
+                reason = diagnosis.tls_mismatch(name, details, uses_tls=self._uses_tls)
+        if reason is None:
+            return None
+        return TlsMismatch(reason, code=failure.code, target=self.target)
 
     def predict(
         self,
@@ -296,15 +320,13 @@ class SegmentationClient:
         return ModelMetadata.from_outputs(outputs, version, model=self.model)
 
     def model_status(self, *, timeout: float | None = None) -> dict[str, list[VersionStatus]]:
-        """Each target's version states (GetModelStatus), e.g. ``{"host:8500": [3 AVAILABLE]}``."""
+        """The version states of the server that answered (GetModelStatus), under the
+        client's target, e.g. ``{"host:8500": [3 AVAILABLE]}``."""
         request = pb.GetModelStatusRequest(model_spec=self._spec()).SerializeToString()
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        answer = {}
-        for index, target in enumerate(self.targets):
-            remaining = max(deadline - time.monotonic(), _MIN_ATTEMPT_SECONDS)
-            data = self._call(self._status, request, remaining, range(index, index + 1))
-            response = _parse(pb.GetModelStatusResponse, data, "GetModelStatusResponse")
-            answer[target] = [
+        data = self._call(self._status, request, timeout)
+        response = _parse(pb.GetModelStatusResponse, data, "GetModelStatusResponse")
+        return {
+            self.target: [
                 VersionStatus(
                     version=status.version,
                     state=pb.ModelVersionStatus.State.Name(status.state),
@@ -312,10 +334,10 @@ class SegmentationClient:
                 )
                 for status in response.model_version_status
             ]
-        return answer
+        }
 
     def wait_until_ready(self, timeout: float = 30.0) -> dict[str, list[VersionStatus]]:
-        """Blocks until every target serves the model (a version AVAILABLE), polling
+        """Blocks until a server serves the model (a version AVAILABLE), polling
         GetModelStatus while servers start (UNAVAILABLE) and models load (NOT_FOUND); raises
         ServerUnavailable with the last state seen after ``timeout``, and any other error
         (a bad version label, say) at once."""
@@ -334,7 +356,7 @@ class SegmentationClient:
                 last = str(error)
             if time.monotonic() >= deadline:
                 raise ServerUnavailable(
-                    f"model {self.model!r} not available on {', '.join(self.targets)} after "
+                    f"model {self.model!r} not available on {self.target} after "
                     f"{timeout:g} s; last: {last}"
                 )
             if self._closing.wait(min(0.1, max(deadline - time.monotonic(), 0))):

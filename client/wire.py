@@ -15,10 +15,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from client.contract import MODEL_SERVICE, PREDICTION_SERVICE
 from client.proto import serving_wire_pb2 as pb
 
-PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
-GET_MODEL_STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
+PREDICT_METHOD = f"/{PREDICTION_SERVICE}/Predict"
+GET_MODEL_STATUS_METHOD = f"/{MODEL_SERVICE}/GetModelStatus"
+# grpc.health.v1: an empty HealthCheckRequest (service "") is zero bytes.
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
 
 # numpy dtype <-> DataType for tensors carried as raw little-endian bytes (tensor_content).
 _DTYPES: dict[int, np.dtype] = {
@@ -241,6 +244,7 @@ def decode_outputs(response: pb.PredictResponse) -> dict[str, np.ndarray]:
 
 __all__ = [
     "GET_MODEL_STATUS_METHOD",
+    "HEALTH_CHECK_METHOD",
     "PREDICT_METHOD",
     "WireError",
     "decode_outputs",
