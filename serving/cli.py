@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from client import contract
 from serving.options import MIB, Limits, ServerOptions
 
 
@@ -37,7 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, help="Prometheus metrics HTTP port (0: any free port)"
     )
     parser.add_argument(
+        "--rest-port",
+        type=int,
+        help=f"TF Serving's REST API and the metrics page on this HTTP port (0: any free port; "
+        f"TF Serving's is {contract.REST_PORT}); off unless given",
+    )
+    parser.add_argument(
         "--poll-seconds", type=float, default=defaults.poll_seconds, help="version scan interval"
+    )
+    parser.add_argument(
+        "--model-config-poll-seconds",
+        type=float,
+        default=defaults.model_config_poll_seconds,
+        help="re-read --model-config this often and apply changes, 0: never (TF Serving's "
+        "--model_config_file_poll_wait_seconds)",
     )
     parser.add_argument(
         "--max-message-mb",
@@ -117,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             metrics_port=args.metrics_port,
+            rest_port=args.rest_port,
             poll_seconds=args.poll_seconds,
+            model_config_poll_seconds=args.model_config_poll_seconds,
             max_message_bytes=args.max_message_mb * MIB,
             workers=args.workers,
             limits=Limits(max_batch=args.max_batch, max_pixels=args.max_pixels),
@@ -140,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop_requested.set())
-    server = EmbeddedServer(sources, options)
+    server = EmbeddedServer(sources, options, config_path=args.model_config)
     try:
         server.start()
     except (OSError, ValueError) as error:
@@ -161,13 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "says NOT_SERVING until one does (GetModelStatus says why each failed)",
                 flush=True,
             )
-    metrics = (
-        f", metrics http://{args.host}:{server.metrics_http.server_port}"
-        "/monitoring/prometheus/metrics"
-        if server.metrics_http is not None
-        else ""
+    # The REST port serves the metrics page too (TF Serving's), over TLS with --ssl-cert.
+    scheme = "https" if options.tls_cert else "http"
+    rest_url = f"{scheme}://{args.host}:{server.rest.port}" if server.rest else None
+    metrics_url = (
+        f"http://{args.host}:{server.metrics_http.server_port}" if server.metrics_http else rest_url
     )
-    print(f"listening on {args.host}:{server.port} (gRPC){metrics}", flush=True)
+    metrics = f", metrics {metrics_url}/monitoring/prometheus/metrics" if metrics_url else ""
+    rest = f", REST {rest_url}/v1/models" if rest_url else ""
+    print(f"listening on {args.host}:{server.port} (gRPC){metrics}{rest}", flush=True)
     stop_requested.wait()
     server.stop()
     print("stopped", flush=True)

@@ -10,6 +10,12 @@ retried only when its folder changes, and left out of the policy meanwhile: the 
 version that loads serves instead (at start as on reload), and one already serving keeps
 serving (a version leaves only once a wanted one serves).
 
+The model list itself can change while serving (``reconfigure``: a changed models.config, a
+HandleReloadConfigRequest), as with TF Serving's ReloadConfig: models added are loaded beside
+the others, models removed leave the list at once (NOT_FOUND from then on) and are unloaded
+once their requests finish, a kept model's versions follow its new policy and base path, and
+its labels switch at once.
+
     manager = ModelManager(read_model_config("models/models.config"), poll_seconds=2)
     manager.start()
     with manager.serving("deeplabv3") as version:  # the newest available version
@@ -56,14 +62,25 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 class _Model:
-    """The state of one configured model; ``serving`` is replaced, never mutated."""
+    """The state of one configured model; ``serving`` and ``source`` are replaced, never
+    mutated."""
 
-    def __init__(self, source: ModelSource):
+    def __init__(self, source: ModelSource, counted: bool = True):
         self.source = source
         self.serving: dict[int, LoadedVersion] = {}
         self.status: dict[int, VersionStatus] = {}
         self.failed: dict[int, tuple[int, int, int]] = {}  # version → stamp that failed
         self.warned_empty = False
+        # Counted by health. A model added while serving counts from its first AVAILABLE
+        # version: adding a model to every replica's config must not take them all out of
+        # their Service while it loads (or for good, if it never loads).
+        self.counted = counted
+
+    def current(self) -> set[int]:
+        """The versions serving from the model's base path (after a base path change, the
+        others are the former path's: replaced by the new path's, or unloaded)."""
+        base_path = self.source.base_path
+        return {v for v, loaded in self.serving.items() if loaded.path.parent == base_path}
 
 
 class ModelManager:
@@ -75,14 +92,18 @@ class ModelManager:
         warm_up: Callable[[LoadedVersion], int] | None = None,
         unload_timeout: float = 60.0,
         on_change: Callable[[str, int, str, float | None], None] | None = None,
+        on_models: Callable[[], None] | None = None,
     ):
         """``warm_up(version)`` replays the version's warmup records (returns how many);
-        ``on_change(model, version, state, load_seconds)`` reports state changes (metrics)."""
+        ``on_change(model, version, state, load_seconds)`` reports state changes (metrics);
+        ``on_models()`` reports a change of the model list (health)."""
+        # Replaced, never mutated: a request sees the list before a reconfigure or after it.
         self.models = {source.name: _Model(source) for source in sources}
         self.poll_seconds = poll_seconds
         self.warm_up = warm_up
         self.unload_timeout = unload_timeout
         self.on_change = on_change or (lambda *args: None)
+        self.on_models = on_models or (lambda: None)
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,6 +135,53 @@ class ModelManager:
             for model in self.models.values():
                 self._sync_model(model)
 
+    def reconfigure(self, sources: list[ModelSource]) -> dict[str, str]:
+        """Serves ``sources`` from now on, loading what they add before returning (TF
+        Serving's ReloadConfig). Returns the models added that have no version AVAILABLE, each
+        with why (ReloadConfig reports those; they stay configured, and a version copied in
+        later is loaded). Moving a label refuses the whole config (FAILED_PRECONDITION,
+        nothing changed) unless its new version is AVAILABLE: clients of a moved label must
+        not get NOT_FOUND (TF Serving with ``--allow_version_labels_for_unavailable_models``,
+        whose other half, a new label may name any version, is this server's rule at start).
+
+            manager.reconfigure(read_model_config("models/models.config"))  # → {} when all load
+        """
+        with self._sync_lock:
+            before = self.models
+            for source in sources:
+                if source.name in before:
+                    _check_labels(before[source.name], source)
+            after = {}
+            for source in sources:
+                model = before.get(source.name)
+                if model is None:
+                    log.info("model %s added (base path %s)", source.name, source.base_path)
+                    model = _Model(source, counted=False)
+                elif model.source != source:
+                    log.info("model %s changed: %s", source.name, source)
+                    if model.source.base_path != source.base_path:
+                        model.failed, model.warned_empty = {}, False  # another folder's
+                    model.source = source
+                after[source.name] = model
+            self.models = after  # one assignment: the new list, removed models NOT_FOUND
+            for name, model in before.items():
+                if name not in after:
+                    log.info("model %s removed", name)
+                    for version in sorted(model.serving):
+                        self._unload(model, version)
+            if after.keys() != before.keys():
+                self.on_models()
+            for model in after.values():
+                self._sync_model(model)
+        missing = {
+            name: _why_unavailable(model)
+            for name, model in after.items()
+            if name not in before and not model.serving
+        }
+        for name, why in missing.items():
+            log.warning("model %s added, but no version of it is available: %s", name, why)
+        return missing
+
     def _set(self, model: _Model, version: int, state: str, error: str = "", seconds=None):
         model.status[version] = VersionStatus(version, state, error)
         self.on_change(model.source.name, version, state, seconds)
@@ -135,16 +203,18 @@ class ModelManager:
         while True:  # ends: each round loads what it wants, or drops what failed
             wanted = set(select_versions(model.source, sorted(candidates)))
             failed = set()
-            for version in sorted(wanted - set(model.serving), reverse=True):  # newest first
+            for version in sorted(wanted - model.current(), reverse=True):  # newest first
                 if not self._load(model, version, folders[version]):
                     failed.add(version)
             if not failed:
                 break
             candidates -= failed
         # Availability first (TF Serving's policy): a version leaves only once a wanted one
-        # serves, so a new version that fails to load leaves the old one serving.
-        if not wanted or wanted & set(model.serving):
-            for version in sorted(set(model.serving) - wanted):
+        # serves, so a new version that fails to load leaves the old one serving (and a new
+        # base path where nothing loads, the former path's versions).
+        kept = wanted & model.current()
+        if kept or not (wanted or set(model.serving) - model.current()):
+            for version in sorted(set(model.serving) - kept):
                 self._unload(model, version)
 
     def _load(self, model: _Model, version: int, path: Path) -> bool:
@@ -164,7 +234,10 @@ class ModelManager:
             self._set(model, version, END, message)
             return False
         model.failed.pop(version, None)
-        model.serving = {**model.serving, version: loaded}  # one assignment: atomic swap
+        # One assignment: atomic swap (replacing a version of a former base path, whose
+        # requests in flight finish on it).
+        model.serving = {**model.serving, version: loaded}
+        model.counted = True
         self._set(model, version, AVAILABLE, seconds=loaded.load_seconds)
         log.info(
             "%s version %d available (loaded in %.1f s, %d warmup records)",
@@ -197,8 +270,10 @@ class ModelManager:
         threading.Thread(target=finish, name=f"unload-{version}", daemon=True).start()
 
     def unavailable(self) -> list[str]:
-        """The configured models with no version serving (health says NOT_SERVING then)."""
-        return [name for name, model in self.models.items() if not model.serving]
+        """The configured models with no version serving (health says NOT_SERVING then),
+        leaving out models added while serving that have not had one yet."""
+        models = self.models.items()
+        return [name for name, model in models if model.counted and not model.serving]
 
     # --- requests --------------------------------------------------------------------------
 
@@ -217,13 +292,13 @@ class ModelManager:
         """The requested version (newest when neither ``version`` nor ``label`` is given),
         counted as in flight until the block ends. NOT_FOUND as TF Serving words it."""
         if label:
-            model = self._model(name, f"Latest({echo(name)})")
-            if label not in model.source.labels:
+            labels = self._model(name, f"Latest({echo(name)})").source.labels  # one read
+            if label not in labels:
                 raise ServingError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"Unrecognized servable version label: {echo(label)}",
                 )
-            version = model.source.labels[label]
+            version = labels[label]
         shown = echo(name)
         request = f"Latest({shown})" if version is None else f"Specific({shown}, {version})"
         model = self._model(name, request)
@@ -261,3 +336,22 @@ class ModelManager:
             return "(unknown)", "(unknown)" if signature else ""
         served = any(signature in v.signature_defs for v in model.serving.values())
         return name, signature if served or not signature else "(unknown)"
+
+
+def _check_labels(model: _Model, source: ModelSource) -> None:
+    """FAILED_PRECONDITION, in TF Serving's words, if ``source`` moves one of ``model``'s
+    labels to a version that is not AVAILABLE."""
+    for label, version in sorted(source.labels.items()):
+        if model.source.labels.get(label, version) != version and version not in model.serving:
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Request to assign label to version {version} of model {echo(source.name)}, "
+                f"which is not currently available for inference (label {echo(label)} is at "
+                f"version {model.source.labels[label]}: let version {version} load first)",
+            )
+
+
+def _why_unavailable(model: _Model) -> str:
+    """Why a model has no version serving: its versions' errors, or no version found."""
+    errors = [f"version {s.version}: {s.error}" for s in model.status.values() if s.error]
+    return "; ".join(errors) or f"no version found under {model.source.base_path}"

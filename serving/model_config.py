@@ -18,11 +18,15 @@ absolute base path is replaced by its last component beside the config file: the
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +63,16 @@ def _resolve(base_path: str, config_dir: Path) -> Path:
     return beside
 
 
-def _source(config: model_server_config_pb2.ModelConfig, config_dir: Path) -> ModelSource:
+def _source(
+    config: model_server_config_pb2.ModelConfig, config_dir: Path, origin: str
+) -> ModelSource:
     if config.model_platform and config.model_platform != "tensorflow":
         raise ModelConfigError(
-            f"model {config.name!r}: platform {config.model_platform!r} is not served here "
-            "(expected 'tensorflow')"
+            f"{origin}: model {config.name!r}: platform {config.model_platform!r} is not "
+            "served here (expected 'tensorflow')"
         )
     if not config.name or not config.base_path:
-        raise ModelConfigError(f"a model config needs a name and a base_path: {config}")
+        raise ModelConfigError(f"{origin}: a model config needs a name and a base_path: {config}")
     policy = config.model_version_policy
     kind = policy.WhichOneof("policy_choice") or "latest"
     return ModelSource(
@@ -79,22 +85,43 @@ def _source(config: model_server_config_pb2.ModelConfig, config_dir: Path) -> Mo
     )
 
 
-def read_model_config(path: str | Path) -> list[ModelSource]:
-    """Every model of a ``ModelServerConfig`` text file (``model_config_list`` only)."""
+def model_sources(
+    config: model_server_config_pb2.ModelServerConfig, config_dir: Path, origin: str
+) -> list[ModelSource]:
+    """Every model of a ``ModelServerConfig`` (``model_config_list`` only): the file's, or a
+    ``HandleReloadConfigRequest``'s. Relative base paths are read from ``config_dir``; each
+    error message starts with ``origin`` (the file, or the request).
+
+        model_sources(request.config, Path("models"), "ReloadConfigRequest")
+    """
+    if config.WhichOneof("config") != "model_config_list":
+        raise ModelConfigError(f"{origin}: expected a model_config_list")
+    sources = [_source(model, config_dir, origin) for model in config.model_config_list.config]
+    names = [s.name for s in sources]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ModelConfigError(f"{origin}: a model name appears twice: {', '.join(twice)}")
+    return sources
+
+
+def parse_model_config(text: str, path: str | Path) -> list[ModelSource]:
+    """``read_model_config`` of text already read from ``path`` (the file watcher compares
+    texts, so it reads the file itself)."""
     path = Path(path)
     try:
-        config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
-    except OSError as error:
-        raise ModelConfigError(f"{path}: cannot read the model config ({error})") from error
+        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as error:
         raise ModelConfigError(f"{path}: not a ModelServerConfig text proto ({error})") from error
-    if config.WhichOneof("config") != "model_config_list":
-        raise ModelConfigError(f"{path}: expected a model_config_list")
-    sources = [_source(model, path.parent) for model in config.model_config_list.config]
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ModelConfigError(f"{path}: a model name appears twice: {names}")
-    return sources
+    return model_sources(config, path.parent, str(path))
+
+
+def read_model_config(path: str | Path) -> list[ModelSource]:
+    """Every model of a ``ModelServerConfig`` text file (``model_config_list`` only)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelConfigError(f"{path}: cannot read the model config ({error})") from error
+    return parse_model_config(text, path)
 
 
 def select_versions(source: ModelSource, available: list[int]) -> list[int]:
@@ -105,3 +132,72 @@ def select_versions(source: ModelSource, available: list[int]) -> list[int]:
     if source.policy == "specific":
         return [v for v in available if v in source.specific]
     return available[-source.latest_count :]
+
+
+class ConfigFileWatcher:
+    """Re-reads a model config file every ``poll_seconds`` and hands a changed one to ``apply``
+    (TF Serving's ``--model_config_file_poll_wait_seconds``). A file that cannot be read or
+    parsed, or that ``apply`` refuses (ModelConfigError, ServingError), changes nothing: the
+    error is logged once, naming the file, the last good config keeps serving, and the file
+    is tried again once its text changes. The first check applies the file as it is then
+    (a no-op when it is what the server started with, and no edit made while the models
+    loaded is lost).
+
+        watcher = ConfigFileWatcher("models/models.config", manager.reconfigure, 2.0)
+        watcher.start()
+        watcher.stop()
+    """
+
+    def __init__(
+        self, path: str | Path, apply: Callable[[list[ModelSource]], object], poll_seconds: float
+    ):
+        self.path = Path(path)
+        self.apply = apply
+        self.poll_seconds = poll_seconds
+        self._seen: str | None = None  # the text last applied or refused (tried once)
+        self._logged = ""  # the last error logged: a file that stays unreadable is not news
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._poll, name="config-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops polling (a reload in progress finishes in the background)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.check()
+            except Exception:  # a check must never end the poller
+                log.exception("checking %s failed; retrying in %s s", self.path, self.poll_seconds)
+
+    def check(self) -> None:
+        """One look at the file: applies it if its text changed since the last look."""
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            self._refuse(f"{self.path}: cannot read the model config ({error})")
+            return  # logged once while it stays unreadable
+        self._logged = ""
+        if text == self._seen:
+            return
+        self._seen = text
+        try:
+            self.apply(parse_model_config(text, self.path))
+        except ModelConfigError as error:
+            self._refuse(str(error))
+            return
+        except ServingError as error:
+            self._refuse(f"{self.path}: {error.message}")
+            return
+        log.info("%s: applied", self.path)
+
+    def _refuse(self, why: str) -> None:
+        if why != self._logged:
+            log.error("%s; not applied, the last good config keeps serving", why)
+            self._logged = why

@@ -43,7 +43,17 @@ class ServerOptions:
     host: str = "0.0.0.0"
     port: int = contract.GRPC_PORT
     metrics_port: int | None = None  # None: no metrics endpoint
+    # TF Serving's REST API (and the metrics page); None: off. TF Serving's port is
+    # contract.REST_PORT; equal to metrics_port, this one port serves both.
+    rest_port: int | None = None
     poll_seconds: float = 2.0
+    # Seconds between reads of --model-config; 0: read once. TF Serving's default
+    # (--model_config_file_poll_wait_seconds) is 0, but models.config promises that edits apply
+    # without a restart (Dockerfile.serve gives TF Serving 60 s), and the embedded image runs
+    # with no such flag. As often as the version scan: reading a small file costs nothing, an
+    # edit applies as soon as a new version would, and in Kubernetes the kubelet's own delay
+    # in updating a mounted ConfigMap (up to a minute) dominates anyway.
+    model_config_poll_seconds: float = 2.0
     max_message_bytes: int = 64 * MIB
     workers: int = field(default_factory=default_workers)
     limits: Limits = field(default_factory=Limits)

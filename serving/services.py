@@ -11,14 +11,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    model_management_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
 
 from serving import handlers
-from serving.errors import ServingError
+from serving.errors import ServingError, echo, invalid
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
+from serving.model_config import ModelConfigError, model_sources
 from serving.options import Limits
 
 log = logging.getLogger(__name__)
@@ -27,12 +33,14 @@ log = logging.getLogger(__name__)
 def _answer(service, method: str, request, context, handle: Callable[[], object]):
     """``handle()``'s answer, or the status it raised; metrics either way."""
     metrics: ServingMetrics = service.metrics
-    spec = request.model_spec
+    spec = getattr(request, "model_spec", None)  # a ReloadConfigRequest names no model
     signature = getattr(spec, "signature_name", "") or (
         handlers.DEFAULT_SIGNATURE if method == "Predict" else ""
     )
     # Only served names become label values: a client cannot grow the metrics at will.
-    model, signature = service.manager.known_names(spec.name, signature)
+    model, signature = (
+        service.manager.known_names(spec.name, signature) if spec is not None else ("", "")
+    )
     started = time.perf_counter()
     code = grpc.StatusCode.OK
     metrics.in_flight.inc()
@@ -98,8 +106,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager, metrics: ServingMetrics):
-        self.manager, self.metrics = manager, metrics
+    def __init__(self, manager: ModelManager, metrics: ServingMetrics, config_dir: Path):
+        """``config_dir``: where a reloaded config's relative base paths are read from (the
+        model config file's folder, as for the file itself)."""
+        self.manager, self.metrics, self.config_dir = manager, metrics, config_dir
 
     def GetModelStatus(self, request, context):
         return _answer(
@@ -111,8 +121,38 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         )
 
     def HandleReloadConfigRequest(self, request, context):
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "reloading the config over gRPC is not served here: new versions are picked up "
-            "from the base path by polling",
+        return _answer(
+            self, "HandleReloadConfigRequest", request, context, lambda: self._reload(request)
         )
+
+    def _reload(
+        self, request: model_management_pb2.ReloadConfigRequest
+    ) -> model_management_pb2.ReloadConfigResponse:
+        """TF Serving's ReloadConfig: an empty config changes nothing; anything but a
+        model_config_list, or one that cannot be served, is INVALID_ARGUMENT; the answer comes
+        once the new models have loaded, UNKNOWN naming those that did not (they stay
+        configured, as there)."""
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()  # error_code 0: OK, as TF Serving fills it
+        kind = request.config.WhichOneof("config")
+        if kind is None:
+            log.info("HandleReloadConfigRequest with an empty config: nothing to do")
+            return response
+        if kind != "model_config_list":
+            raise invalid(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                "ModelConfigList is currently supported"
+            )
+        try:
+            sources = model_sources(request.config, self.config_dir, "ReloadConfigRequest")
+        except ModelConfigError as error:
+            raise invalid(str(error)) from error
+        missing = self.manager.reconfigure(sources)
+        if missing:
+            raise ServingError(
+                grpc.StatusCode.UNKNOWN,
+                f"{len(missing)} model(s) did not become available: "
+                + "; ".join(f"{{{echo(name)}: {why}}}" for name, why in sorted(missing.items())),
+            )
+        log.info("HandleReloadConfigRequest: serving %s", ", ".join(s.name for s in sources))
+        return response

@@ -1,0 +1,444 @@
+"""TF Serving's REST API on the embedded server, called over HTTP on 127.0.0.1: the requests of
+TF Serving's REST documentation, answers compared with gRPC's, every bad input with its HTTP
+status and ``{"error": …}`` body (the server answering after each), the metrics page, draining
+on stop, and ``python -m serving --rest-port``."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import grpc
+import httpx
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.cli import build_parser
+from serving.model_config import ModelSource
+from serving.options import MIB, ServerOptions
+from serving.server import EmbeddedServer
+from tests.serving.conftest import LIMITS
+
+MODEL = "/v1/models/deeplabv3"
+MESSAGE_LIMIT = 4 * MIB
+
+
+def _start(served_models, **options) -> EmbeddedServer:
+    source = ModelSource("deeplabv3", served_models, labels={"stable": 1})
+    options = {"limits": LIMITS, "max_message_bytes": MESSAGE_LIMIT, "rest_port": 0, **options}
+    server = EmbeddedServer(
+        [source], ServerOptions(host="127.0.0.1", port=0, poll_seconds=60, **options)
+    )
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(served_models):
+    """One server for the module (its tests leave it as they found it)."""
+    server = _start(served_models)
+    yield server
+    server.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.rest.port}", timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def grpc_predict(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+
+
+def _frames(n=1, h=48, w=64, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def _jpeg(frame: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", frame[..., ::-1])[1].tobytes()
+
+
+def _b64(data: bytes) -> dict:
+    return {"b64": base64.b64encode(data).decode()}
+
+
+def _grpc_outputs(predict, signature: str, name: str, values) -> dict[str, np.ndarray]:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "deeplabv3"
+    request.model_spec.signature_name = signature
+    request.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+    return {k: tf.make_ndarray(v) for k, v in predict(request).outputs.items()}
+
+
+def _still_answers(http) -> None:
+    answer = http.post(f"{MODEL}:predict", json={"instances": _frames(1, 8, 8).tolist()})
+    assert answer.status_code == 200, answer.text
+    assert np.array(answer.json()["predictions"][0]["class_map"]).shape == (8, 8)
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+def test_model_status_is_printed_as_tf_serving_prints_it(http):
+    ok = {"error_code": "OK", "error_message": ""}
+    expected = {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": ok}]}
+    for path in (MODEL, f"{MODEL}/versions/1", f"{MODEL}/labels/stable"):
+        answer = http.get(path)
+        assert answer.status_code == 200 and answer.json() == expected, (path, answer.text)
+        assert answer.headers["content-type"] == "application/json"
+
+
+def test_metadata_is_the_signature_def_map_as_json(http, server):
+    answer = http.get(f"{MODEL}/metadata")
+    assert answer.status_code == 200, answer.text
+    doc = answer.json()
+    assert doc["model_spec"] == {"name": "deeplabv3", "signature_name": "", "version": "1"}
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    )
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "deeplabv3"
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(request).metadata["signature_def"].Unpack(signatures)
+    assert doc["metadata"]["signature_def"] == json_format.MessageToDict(
+        signatures, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    images = doc["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    assert images["images"]["dtype"] == "DT_UINT8"
+    assert http.get(f"{MODEL}/labels/stable/metadata").json()["model_spec"]["version"] == "1"
+
+
+def test_predict_rows_and_columns_answer_what_grpc_answers(http, grpc_predict):
+    frames = _frames(2, 37, 53)
+    expected = _grpc_outputs(grpc_predict, "serving_default", "images", frames)
+    rows = http.post(f"{MODEL}:predict", json={"instances": frames.tolist()})
+    assert rows.status_code == 200, rows.text
+    predictions = rows.json()["predictions"]
+    assert len(predictions) == 2 and set(predictions[0]) == {"class_map", "confidence"}
+    for name in ("class_map", "confidence"):
+        got = np.array([row[name] for row in predictions])
+        np.testing.assert_array_equal(got, expected[name])
+    for body in ({"inputs": {"images": frames.tolist()}}, {"inputs": frames.tolist()}):
+        columns = http.post(f"{MODEL}:predict", json=body)
+        assert columns.status_code == 200, columns.text
+        outputs = columns.json()["outputs"]
+        for name in ("class_map", "confidence"):
+            np.testing.assert_array_equal(np.array(outputs[name]), expected[name])
+    for path in (f"{MODEL}/versions/1:predict", f"{MODEL}/labels/stable:predict"):
+        assert http.post(path, json={"inputs": frames.tolist()}).status_code == 200
+
+
+def test_segment_jpeg_takes_b64_bytes(http, grpc_predict):
+    jpegs = [_jpeg(_frames(1, 60, 80, seed)[0]) for seed in (1, 2)]
+    expected = _grpc_outputs(grpc_predict, "segment_jpeg", "jpeg", jpegs)["class_map"]
+    for body in (
+        {"signature_name": "segment_jpeg", "instances": [_b64(j) for j in jpegs]},
+        {"signature_name": "segment_jpeg", "instances": [{"jpeg": _b64(j)} for j in jpegs]},
+    ):
+        answer = http.post(f"{MODEL}:predict", json=body)
+        assert answer.status_code == 200, answer.text
+        got = [row["class_map"] for row in answer.json()["predictions"]]
+        np.testing.assert_array_equal(np.array(got), expected)
+    unpadded = _b64(jpegs[0])["b64"].rstrip("=")  # absl's decoder takes it without padding
+    columns = {"signature_name": "segment_jpeg", "inputs": {"jpeg": [{"b64": unpadded}]}}
+    answer = http.post(f"{MODEL}:predict", json=columns)
+    np.testing.assert_array_equal(np.array(answer.json()["outputs"]["class_map"]), expected[:1])
+
+
+def test_the_metadata_signature_answers_strings_and_takes_its_default(http):
+    for body in (
+        {"signature_name": "metadata", "inputs": {}},  # the recorded default, as over gRPC
+        {"signature_name": "metadata", "instances": [0]},
+    ):
+        answer = http.post(f"{MODEL}:predict", json=body)
+        assert answer.status_code == 200, answer.text
+        doc = answer.json()
+        first = doc["outputs"] if "outputs" in doc else doc["predictions"][0]
+        names = first["class_names"][0] if "outputs" in doc else first["class_names"]
+        assert names[15] == "person"
+        size = first["input_size"]
+        assert size == ([[64, 64]] if "outputs" in doc else [64, 64])
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+FRAME = _frames(1, 8, 8).tolist()
+BAD_CALLS = {
+    # name: (method, path, body (JSON, or bytes as sent), HTTP status, part of the error)
+    "malformed JSON": ("POST", f"{MODEL}:predict", b'{"instances": [', 400, "JSON Parse error"),
+    "an empty body": ("POST", f"{MODEL}:predict", b"", 400, "The document is empty"),
+    "JSON that is no object": ("POST", f"{MODEL}:predict", [1, 2], 400, "Is not object"),
+    "bytes that are no UTF-8": ("POST", f"{MODEL}:predict", b'{"a": "\xff"}', 400, "JSON Parse"),
+    "no inputs": ("POST", f"{MODEL}:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
+    "rows and columns": (
+        "POST", f"{MODEL}:predict", {"instances": FRAME, "inputs": FRAME}, 400,
+        "expecting only one of 'inputs' or 'instances' keys",
+    ),
+    "instances not a list": (
+        "POST", f"{MODEL}:predict", {"instances": 3}, 400, "to be an list/array"
+    ),
+    "no instances": ("POST", f"{MODEL}:predict", {"instances": []}, 400, "No values in"),
+    "a signature name that is no string": (
+        "POST", f"{MODEL}:predict", {"signature_name": 1, "inputs": FRAME}, 400,
+        "'signature_name' key must be a string value",
+    ),
+    "strings for uint8": (
+        "POST", f"{MODEL}:predict", {"instances": [[[["a", "b", "c"]]]]}, 400,
+        'JSON Value: "a" Type: String is not of expected type: uint8',
+    ),
+    "fractions for uint8": (
+        "POST", f"{MODEL}:predict", {"inputs": [[[[0.5, 1, 2]]]]}, 400,
+        "JSON Value: 0.5 Type: Number is not of expected type: uint8",
+    ),
+    "a ragged frame": (
+        "POST", f"{MODEL}:predict", {"inputs": [[[[1, 2, 3]], [[1, 2]]]]}, 400,
+        "Encountered list at unexpected size: 2 at level: 3 expected size: 3",
+    ),
+    "rows of two sizes": (
+        "POST", f"{MODEL}:predict", {"instances": [[[[1, 2, 3]]], [[[1, 2, 3], [4, 5, 6]]]]},
+        400, "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+        "Expecting tensor size: 3 but got: 6",
+    ),
+    "a frame without batch axis": (
+        "POST", f"{MODEL}:predict", {"inputs": FRAME[0]}, 400,
+        "input images: expected rank 4 [?,?,?,3], got shape [8, 8, 3]",
+    ),
+    "RGBA": (
+        "POST", f"{MODEL}:predict", {"inputs": [[[[1, 2, 3, 4]]]]}, 400,
+        "input images: dimension 3 must be 3 (RGB channels)",
+    ),
+    "300 for uint8": (
+        "POST", f"{MODEL}:predict", {"inputs": [[[[300, 1, 2]]]]}, 400,
+        "input images: a value does not fit DT_UINT8",
+    ),
+    "a batch over the limit": (
+        "POST", f"{MODEL}:predict", {"instances": [[[[1, 2, 3]]]] * 5}, 400,
+        "a batch of 5 exceeds this server's limit of 4",
+    ),
+    "a row object naming no input": (
+        "POST", f"{MODEL}:predict", {"instances": [{"images": FRAME[0], "mask": 1}]}, 400,
+        "Failed to process element: 0 key: mask of 'instances' list. Error: INVALID_ARGUMENT: "
+        "JSON object: does not have named input: mask",
+    ),
+    "b64 that is no base64": (
+        "POST", f"{MODEL}:predict",
+        {"signature_name": "segment_jpeg", "instances": [{"b64": "not base64!"}]}, 400,
+        "Unable to base64 decode",
+    ),
+    "a b64 object that is no string": (
+        "POST", f"{MODEL}:predict", {"signature_name": "segment_jpeg", "inputs": [{"b64": 1}]},
+        400, "not formatted correctly for base64 data",
+    ),
+    "text that is no image": (
+        "POST", f"{MODEL}:predict", {"signature_name": "segment_jpeg", "inputs": ["hello"]}, 400,
+        "input jpeg[0]: not a decodable JPEG or PNG image (5 bytes",
+    ),
+    "an unknown model": (
+        "POST", "/v1/models/nope:predict", {"inputs": FRAME}, 404,
+        "Servable not found for request: Latest(nope)",
+    ),
+    "an unknown version": (
+        "POST", f"{MODEL}/versions/7:predict", {"inputs": FRAME}, 404,
+        "Servable not found for request: Specific(deeplabv3, 7)",
+    ),
+    "an unknown label": (
+        "POST", f"{MODEL}/labels/canary:predict", {"inputs": FRAME}, 400,
+        "Unrecognized servable version label: canary",
+    ),
+    "an unknown signature": (
+        "POST", f"{MODEL}:predict", {"signature_name": "nope", "inputs": FRAME}, 400,
+        'Serving signature name: "nope" not found in signature def',
+    ),
+    "the status of an unknown model": (
+        "GET", "/v1/models/nope", None, 404, "Servable not found for request: Latest(nope)"
+    ),
+    "the status of an unknown version": (
+        "GET", f"{MODEL}/versions/9", None, 404, "Could not find version 9 of model deeplabv3"
+    ),
+    "the metadata of an unknown version": (
+        "GET", f"{MODEL}/versions/9/metadata", None, 404, "Specific(deeplabv3, 9)"
+    ),
+    "a version past int64": (
+        "GET", f"{MODEL}/versions/99999999999999999999", None, 400, "Failed to convert version"
+    ),
+    "no model name": ("GET", "/v1/models", None, 400, "Missing model name in request."),
+    "classify": (
+        "POST", f"{MODEL}:classify", {"examples": []}, 501, "classify is not served here"
+    ),
+    "an unknown verb": (
+        "POST", f"{MODEL}:explain", {}, 400, f"Malformed request: POST {MODEL}:explain"
+    ),
+    "GET on predict": ("GET", f"{MODEL}:predict", None, 400, "Malformed request: GET"),
+    "DELETE": ("DELETE", MODEL, None, 400, f"Malformed request: DELETE {MODEL}"),
+    "a path outside the API": ("GET", "/v2/models/deeplabv3", None, 404, "not found"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_CALLS))
+def test_bad_calls_get_tf_servings_status_and_error_and_the_server_keeps_answering(http, case):
+    method, path, body, status, message = BAD_CALLS[case]
+    content = body if isinstance(body, bytes) else None
+    answer = http.request(method, path, content=content, json=None if content is not None else body)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert message in answer.json()["error"], answer.json()
+    _still_answers(http)
+
+
+def test_echoes_are_bounded(http):
+    long = "s" * 100_000
+    answer = http.post(f"{MODEL}:predict", json={"signature_name": long, "inputs": FRAME})
+    assert answer.status_code == 400 and len(answer.json()["error"]) < 300
+    answer = http.post(f"{MODEL}:predict", json={"instances": [["x" * 100_000]]})
+    assert answer.status_code == 400 and len(answer.json()["error"]) < 400
+
+
+def _raw_call(port: int, head: bytes) -> bytes:
+    """The answer to a request's head alone (its body never sent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(head)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += connection.recv(65536)
+        length = int(re.search(rb"content-length: (\d+)", received, re.I).group(1))
+        while len(received.partition(b"\r\n\r\n")[2]) < length:
+            received += connection.recv(65536)
+        return received
+
+
+def test_a_body_over_the_message_limit_is_413_before_it_is_read(server, http):
+    head = (
+        f"POST {MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {MESSAGE_LIMIT + 1}\r\n\r\n"
+    ).encode()
+    answer = _raw_call(server.rest.port, head)  # no body sent: answered from the header
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b'"error":"the request body is larger than this server accepts (4,194,304' in answer
+    # Sent in chunks, with no length declared: refused once the limit is passed.
+    chunk = b" " * (256 * 1024)
+    answer = http.post(f"{MODEL}:predict", content=iter([chunk] * 17))
+    assert answer.status_code == 413, answer.text
+    _still_answers(http)
+
+
+def test_metrics_are_on_the_rest_port_too(http):
+    http.get(MODEL)
+    http.get("/v1/models/nope")
+    answer = http.get("/monitoring/prometheus/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    assert (
+        'rcseg_requests_total{code="OK",method="GetModelStatus",model="deeplabv3",signature=""}'
+        in answer.text
+    )
+    assert 'code="NOT_FOUND",method="GetModelStatus",model="(unknown)"' in answer.text
+    assert re.search(r'rcseg_requests_total\{code="OK",method="Predict".*\} [1-9]', answer.text)
+
+
+def test_help_names_the_flag():
+    assert "--rest-port" in build_parser().format_help()
+
+
+def test_a_rest_port_in_use_fails_the_start_and_one_port_may_serve_metrics_too(served_models):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{busy} \\(REST"):
+            _start(served_models, rest_port=busy)
+    server = _start(served_models, rest_port=busy, metrics_port=busy)
+    try:
+        assert server.metrics_http is None and server.rest.port == busy
+        answer = httpx.get(f"http://127.0.0.1:{busy}/monitoring/prometheus/metrics")
+        assert answer.status_code == 200 and "rcseg_model_version_state" in answer.text
+    finally:
+        server.stop(grace=1.0)
+
+
+# --- shutdown --------------------------------------------------------------------------------
+
+
+def _slow_body() -> dict:
+    """Eight 720p JPEGs of a smooth picture: small to send, seconds of work."""
+    rows, cols = np.mgrid[0:720, 0:1280]
+    picture = np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8)
+    return {"signature_name": "segment_jpeg", "instances": [_b64(_jpeg(picture))] * 8}
+
+
+def test_stop_answers_calls_received_and_refuses_new_ones(served_models):
+    server = _start(served_models, limits=ServerOptions().limits, max_message_bytes=64 * MIB)
+    url = f"http://127.0.0.1:{server.rest.port}"
+    answers, stopped = [], threading.Event()
+    with httpx.Client(base_url=url, timeout=180) as http:
+        http.post(f"{MODEL}:predict", json={"instances": FRAME})  # warm
+
+        def slow():
+            answers.append(http.post(f"{MODEL}:predict", json=_slow_body()))
+
+        caller = threading.Thread(target=slow)
+        caller.start()
+        deadline = time.monotonic() + 60
+        while server.metrics.registry.get_sample_value("rcseg_requests_in_flight") < 1:
+            assert time.monotonic() < deadline and caller.is_alive()
+            time.sleep(0.01)
+        stopper = threading.Thread(target=lambda: (server.stop(grace=120), stopped.set()))
+        stopper.start()
+        while not server.gate.closed:
+            time.sleep(0.01)
+        with httpx.Client(base_url=url, timeout=30) as other:
+            refused = other.get(MODEL)
+            metrics = other.get("/monitoring/prometheus/metrics")
+        assert refused.status_code == 503
+        assert refused.json() == {"error": "the server is shutting down"}
+        assert metrics.status_code == 200  # still scraped while draining
+        assert not stopped.is_set()
+        caller.join(timeout=180)
+        stopper.join(timeout=30)
+    assert answers[0].status_code == 200, answers[0].text
+    assert len(answers[0].json()["predictions"]) == 8
+    assert stopped.is_set()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}{MODEL}", timeout=5)
+
+
+def test_python_m_serving_serves_rest_on_the_port_asked_for(served_models):
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "serving", "--host", "127.0.0.1", "--port", "0",
+            "--rest-port", "0", "--model-name", "deeplabv3",
+            "--model-base-path", str(served_models),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    try:
+        for line in process.stdout:
+            match = re.search(r"metrics http://[\d.]+:(\d+)/.*REST http://[\d.]+:(\d+)/", line)
+            if match:
+                break
+        else:
+            raise AssertionError(f"the server exited with {process.wait()} before listening")
+        assert match.group(1) == match.group(2)  # the REST port serves the metrics page
+        url = f"http://127.0.0.1:{match.group(2)}"
+        assert httpx.get(f"{url}{MODEL}").json()["model_version_status"][0]["state"] == "AVAILABLE"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
