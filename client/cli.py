@@ -93,8 +93,8 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         type=_target,
-        help=f"model server HOST:PORT (TF Serving's gRPC port is {contract.GRPC_PORT}; repeat "
-        "for round-robin over several)",
+        help=f"model server HOST:PORT (TF Serving's gRPC port is {contract.GRPC_PORT}), or a "
+        "gRPC target such as dns:///NAME:PORT; repeat for load balancing over several",
     )
     # Defaults come from the contract and SegmentationClient, where they are written once.
     parser.add_argument(

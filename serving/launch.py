@@ -74,8 +74,8 @@ def _embedded_command(models_dir: Path) -> list[str]:
         sys.executable, "-m", "serving",
         "--model-config", str(models_dir / "models.config"),
         "--port", str(GRPC_PORT),
-        # TF Serving serves its metrics on the REST port; so does this, at the same path.
-        "--metrics-port", str(REST_PORT),
+        # TF Serving's REST API, with its metrics at the same path, on TF Serving's port.
+        "--rest-port", str(REST_PORT),
     ]  # fmt: skip
 
 

@@ -96,7 +96,7 @@ def test_model_servers_are_ready_only_with_the_model_available(rendered):
         assert readiness["grpc"]["port"] == contract.GRPC_PORT
         assert "nvidia.com/gpu" not in server["resources"].get("limits", {})
         flags = server_parser().parse_args(server["args"])
-        assert (flags.port, flags.metrics_port) == (contract.GRPC_PORT, contract.REST_PORT)
+        assert (flags.port, flags.rest_port) == (contract.GRPC_PORT, contract.REST_PORT)
         assert flags.model_config == Path("/models/models.config")
         grace = objects["Deployment", "model-server"]["spec"]["template"]["spec"]
         assert grace["terminationGracePeriodSeconds"] > flags.grace

@@ -25,7 +25,8 @@ and a health check or the page must not wait for the segmentation deadline when 
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """``targets``: model servers (HOST:PORT), round-robin when several; ``model`` and
+    """``targets``: model servers (HOST:PORT, or one gRPC target such as
+    ``dns:///model-server-grpc:8500``), balanced by gRPC's round_robin when several; ``model`` and
     ``version`` (a number, a label, or None for the latest) what to ask them for;
     ``timeout`` each segmentation's deadline in seconds; ``connect_timeout`` how long a call
     waits for a model server that does not answer at all (down, restarting): a person or a
