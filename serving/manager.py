@@ -36,6 +36,7 @@ import grpc
 from client.contract import version_folders
 from serving.errors import ServingError, echo
 from serving.model_config import ModelSource, select_versions
+from serving.polling import Poller
 from serving.servable import LoadedVersion, load_version
 
 log = logging.getLogger(__name__)
@@ -104,30 +105,22 @@ class ModelManager:
         self.unload_timeout = unload_timeout
         self.on_change = on_change or (lambda *args: None)
         self.on_models = on_models or (lambda: None)
-        self._sync_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sync_lock = threading.Lock()  # one scan or reconfigure at a time
+        # A version's state, set by scans and by unload threads: an unload that ends must not
+        # overwrite the state of the same version loaded again meanwhile.
+        self._state_lock = threading.RLock()
+        self._poller = Poller(self.sync, poll_seconds, "model-poller")
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Loads what is on disk now, then keeps polling in a background thread."""
         self.sync()
-        self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)
-        self._thread.start()
+        self._poller.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stops polling (a load in progress finishes in the background)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.sync()
-            except Exception:  # a scan must never end the poller
-                log.exception("model scan failed; retrying in %s s", self.poll_seconds)
+        self._poller.stop(timeout)
 
     def sync(self) -> None:
         """One scan of every model's base path: load what is new, unload what is not wanted."""
@@ -151,18 +144,7 @@ class ModelManager:
             for source in sources:
                 if source.name in before:
                     _check_labels(before[source.name], source)
-            after = {}
-            for source in sources:
-                model = before.get(source.name)
-                if model is None:
-                    log.info("model %s added (base path %s)", source.name, source.base_path)
-                    model = _Model(source, counted=False)
-                elif model.source != source:
-                    log.info("model %s changed: %s", source.name, source)
-                    if model.source.base_path != source.base_path:
-                        model.failed, model.warned_empty = {}, False  # another folder's
-                    model.source = source
-                after[source.name] = model
+            after = {s.name: _kept_or_added(before.get(s.name), s) for s in sources}
             self.models = after  # one assignment: the new list, removed models NOT_FOUND
             for name, model in before.items():
                 if name not in after:
@@ -173,18 +155,20 @@ class ModelManager:
                 self.on_models()
             for model in after.values():
                 self._sync_model(model)
-        missing = {
-            name: _why_unavailable(model)
-            for name, model in after.items()
-            if name not in before and not model.serving
-        }
+            # Under the lock: a scan adding a version's state meanwhile would break the loop.
+            missing = {
+                name: _why_unavailable(model)
+                for name, model in after.items()
+                if name not in before and not model.serving
+            }
         for name, why in missing.items():
             log.warning("model %s added, but no version of it is available: %s", name, why)
         return missing
 
     def _set(self, model: _Model, version: int, state: str, error: str = "", seconds=None):
-        model.status[version] = VersionStatus(version, state, error)
-        self.on_change(model.source.name, version, state, seconds)
+        with self._state_lock:
+            model.status[version] = VersionStatus(version, state, error)
+            self.on_change(model.source.name, version, state, seconds)
 
     def _sync_model(self, model: _Model) -> None:
         folders = version_folders(model.source.base_path)
@@ -263,8 +247,9 @@ class ModelManager:
                     leaving.active,
                     self.unload_timeout,
                 )
-            if model.status.get(version) is unloading:  # not re-loaded in the meantime
-                self._set(model, version, END)
+            with self._state_lock:
+                if model.status.get(version) is unloading:  # not loaded again meanwhile
+                    self._set(model, version, END)
             log.info("%s version %d unloaded", model.source.name, version)
 
         threading.Thread(target=finish, name=f"unload-{version}", daemon=True).start()
@@ -336,6 +321,20 @@ class ModelManager:
             return "(unknown)", "(unknown)" if signature else ""
         served = any(signature in v.signature_defs for v in model.serving.values())
         return name, signature if served or not signature else "(unknown)"
+
+
+def _kept_or_added(model: _Model | None, source: ModelSource) -> _Model:
+    """``model`` (None: a model added) serving ``source`` from now on: a kept model keeps its
+    versions, which ``_sync_model`` then fits to the new policy and base path."""
+    if model is None:
+        log.info("model %s added (base path %s)", source.name, source.base_path)
+        return _Model(source, counted=False)
+    if model.source != source:
+        log.info("model %s changed: %s", source.name, source)
+        if model.source.base_path != source.base_path:
+            model.failed, model.warned_empty = {}, False  # another folder's
+        model.source = source
+    return model
 
 
 def _check_labels(model: _Model, source: ModelSource) -> None:

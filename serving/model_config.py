@@ -18,7 +18,6 @@ absolute base path is replaced by its last component beside the config file: the
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.errors import ServingError
+from serving.polling import Poller
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def parse_model_config(text: str, path: str | Path) -> list[ModelSource]:
 def read_model_config(path: str | Path) -> list[ModelSource]:
     """Every model of a ``ModelServerConfig`` text file (``model_config_list`` only)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ModelConfigError(f"{path}: cannot read the model config ({error})") from error
     return parse_model_config(text, path)
@@ -156,30 +156,19 @@ class ConfigFileWatcher:
         self.poll_seconds = poll_seconds
         self._seen: str | None = None  # the text last applied or refused (tried once)
         self._logged = ""  # the last error logged: a file that stays unreadable is not news
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(self.check, poll_seconds, "config-poller")
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._poll, name="config-poller", daemon=True)
-        self._thread.start()
+        self._poller.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stops polling (a reload in progress finishes in the background)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.check()
-            except Exception:  # a check must never end the poller
-                log.exception("checking %s failed; retrying in %s s", self.path, self.poll_seconds)
+        self._poller.stop(timeout)
 
     def check(self) -> None:
         """One look at the file: applies it if its text changed since the last look."""
         try:
-            text = self.path.read_text()
+            text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             self._refuse(f"{self.path}: cannot read the model config ({error})")
             return  # logged once while it stays unreadable

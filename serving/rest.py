@@ -28,15 +28,14 @@ router, TF Serving's routing stays exact (its path regexes; "Malformed request" 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from concurrent import futures
+from contextlib import AbstractContextManager
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -54,6 +53,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import handlers, rest_json
+from serving.call_metrics import recorded
 from serving.draining import SHUTTING_DOWN, ArrivalGate
 from serving.errors import ServingError, echo, invalid
 from serving.manager import ModelManager
@@ -170,44 +170,25 @@ class RestApi:
             return self._metadata(spec) if metadata == "metadata" else self._status(spec)
         raise malformed
 
-    @contextlib.contextmanager
-    def _recorded(self, method: str, spec: model_pb2.ModelSpec) -> Iterator[None]:
-        """The gRPC calls' metrics, labelled with the model and signature asked for."""
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        self.metrics.in_flight.inc()
-        try:
-            yield
-        except ServingError as error:
-            code = error.code
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            raise
-        finally:
-            self.metrics.in_flight.dec()
-            signature = spec.signature_name or (
-                handlers.DEFAULT_SIGNATURE if method == "Predict" else ""
-            )
-            model, signature = self.manager.known_names(spec.name, signature)
-            self.metrics.requests.labels(method, model, signature, code.name).inc()
-            elapsed = time.perf_counter() - started
-            self.metrics.latency.labels(method, model, signature).observe(elapsed)
+    def _recorded(self, method: str, spec: model_pb2.ModelSpec) -> AbstractContextManager:
+        """The call's metrics, as the gRPC method it becomes (``serving.call_metrics``)."""
+        return recorded(self.metrics, self.manager, method, spec)
 
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> dict:
         request = predict_pb2.PredictRequest(model_spec=spec)
+        # The labels are read when the call ends: by then the body has named the signature.
         with self._recorded("Predict", request.model_spec):
             doc = rest_json.parse_json(body)
-            request.model_spec.signature_name = rest_json.signature_name(doc)
-            key = request.model_spec.signature_name or handlers.DEFAULT_SIGNATURE
+            name = request.model_spec.signature_name = rest_json.signature_name(doc)
+            key = name or handlers.DEFAULT_SIGNATURE
             # The signature's inputs type the JSON (TF Serving's GetInfoMap).
             with self.manager.serving(**_serving_args(spec)) as version:
                 signature = version.signature_defs.get(key)
             if signature is None:
                 raise invalid(f'Serving signature name: "{echo(key)}" not found in signature def')
-            form, inputs = rest_json.request_inputs(doc, signature, key)
-            for name, tensor in inputs.items():
-                request.inputs[name].CopyFrom(tensor)
+            form, inputs = rest_json.request_inputs(doc, signature, name)
+            for input_name, tensor in inputs.items():
+                request.inputs[input_name].CopyFrom(tensor)
             response = handlers.predict(self.manager, request, self.limits, self.run_slots)
             return rest_json.response_json(response.outputs, form)
 
@@ -274,6 +255,11 @@ class RestServer:
             ssl_certfile=cert,
             ssl_keyfile=key,
         )
+        try:  # now, not in the thread: a certificate Python's ssl rejects fails the start
+            config.load()
+        except BaseException:
+            self._socket.close()
+            raise
         self._uvicorn = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._uvicorn.run,

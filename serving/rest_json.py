@@ -26,6 +26,7 @@ import binascii
 import enum
 import json
 import math
+import re
 from collections.abc import Mapping
 
 import grpc
@@ -69,6 +70,10 @@ FIELDS = {
 MAX_RANK = 64
 B64 = "b64"
 BYTES_SUFFIX = "_bytes"
+# A \uD800-\uDFFF escape: only then can a string hold an unpaired surrogate.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# What absl's Base64Unescape skips inside the text (absl::ascii_isspace): `base64`'s line breaks.
+B64_SPACE = re.compile(r"[ \t\n\v\f\r]")
 
 
 class Form(enum.Enum):
@@ -116,20 +121,41 @@ def _type_error(value: object, dtype: int) -> _Bad:
 
 
 def parse_json(body: bytes) -> dict:
-    """The request body as a JSON object (``NaN`` and ``Infinity`` allowed, as TF Serving)."""
+    """The request body as a JSON object, read as TF Serving's rapidjson reads it: UTF-8,
+    ``NaN`` and ``Infinity`` allowed. What Python's reader alone would take (UTF-16 and UTF-32,
+    unpaired surrogates, integers past its 4,300 digits) is a parse error too, so a body that
+    TF Serving refuses gets INVALID_ARGUMENT here, not an exception later (500)."""
     if not body or body.isspace():
         raise invalid("JSON Parse error: The document is empty")
     try:
-        doc = json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise invalid(
+            f"JSON Parse error: Invalid encoding in string. ({error.reason}) at offset: "
+            f"{error.start}"
+        ) from None
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as error:
         raise invalid(f"JSON Parse error: {error.msg} at offset: {error.pos}") from None
-    except UnicodeDecodeError as error:
-        raise invalid(f"JSON Parse error: Invalid encoding in string. ({error.reason})") from None
+    except ValueError:  # int(): more digits than Python converts
+        raise invalid("JSON Parse error: Number too big to be stored in double.") from None
     except RecursionError:
         raise invalid("JSON Parse error: nested too deeply") from None
+    if SURROGATE_ESCAPE.search(text) and not _encodable(doc):
+        raise invalid("JSON Parse error: The surrogate pair in string is invalid.")
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {show(doc)} Is not object")
     return doc
+
+
+def _encodable(doc: object) -> bool:
+    """Whether every string of ``doc`` is UTF-8 (json.loads keeps an unpaired ``\\ud800``)."""
+    try:
+        json.dumps(doc, ensure_ascii=False, allow_nan=True).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def signature_name(doc: dict) -> str:
@@ -150,7 +176,7 @@ def _is_b64(value: object) -> bool:
 def _decode_b64(value: object) -> bytes:
     if not _is_b64(value):
         raise _Bad(f"JSON Value: {show(value)} not formatted correctly for base64 data")
-    text = value[B64]
+    text = B64_SPACE.sub("", value[B64])
     try:  # padding may be left out, as absl's Base64Unescape allows
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
@@ -233,9 +259,39 @@ def _fill(value: object, level: int, shape: list[int], dtype: int, out: list) ->
         _fill(item, level + 1, shape, dtype, out)
 
 
+def _holder(dtype: int) -> type:
+    """The numpy type that holds every JSON value ``dtype`` takes, exactly. Not numpy's own
+    choice: it reads int64 and uint64 values mixed (``[0, 18446744073709551615]``) as float64,
+    which rounds large integers, and rows read apart would stack into that too."""
+    if dtype == T.DT_BOOL:
+        return np.bool_
+    if dtype == T.DT_UINT64:
+        return np.uint64
+    return np.int64 if dtype in JSON_INTS else np.float64
+
+
+def _fits(array: np.ndarray, dtype: int) -> bool:
+    """Whether numpy's reading of a JSON value holds only values ``dtype`` takes: booleans for
+    bool, integers in the JSON range for integer types, for float types whole numbers they hold
+    exactly and any other number within their range (``NaN`` and ``±Infinity`` too)."""
+    kind = array.dtype.kind
+    if dtype == T.DT_BOOL:
+        return kind == "b"
+    if dtype in JSON_INTS:
+        low, high = JSON_INTS[dtype]
+        return kind in "iu" and low <= array.min() and array.max() <= high
+    if kind in "iu":
+        return -EXACT_INTS[dtype] <= array.min() and array.max() <= EXACT_INTS[dtype]
+    if kind != "f" or dtype == T.DT_DOUBLE:
+        return kind == "f"
+    finite = array[np.isfinite(array)]
+    return finite.size == 0 or np.abs(finite).max() <= FLOAT_MAX
+
+
 def _fast_numbers(value: object, dtype: int, shape: list[int]) -> np.ndarray | None:
     """numpy's reading of a numeric value when it is a well-formed one (a frame of a million
-    numbers in a tenth of a second); None sends it through ``_fill`` for the exact message."""
+    numbers in a tenth of a second, where ``_fill`` takes a second); None sends it through
+    ``_fill`` for the exact message."""
     if dtype not in JSON_INTS and dtype not in EXACT_INTS and dtype != T.DT_BOOL:
         return None
     try:
@@ -244,29 +300,14 @@ def _fast_numbers(value: object, dtype: int, shape: list[int]) -> np.ndarray | N
         return None
     if list(array.shape) != shape:
         return None
-    if array.size == 0:
-        return array.astype(np.int64 if dtype in JSON_INTS else np.float64)
-    kind = array.dtype.kind
-    if dtype == T.DT_BOOL:
-        return array if kind == "b" else None
-    if kind not in "iu" and not (kind == "f" and dtype in EXACT_INTS):
+    if array.size and not _fits(array, dtype):
         return None
-    if dtype in JSON_INTS:
-        low, high = JSON_INTS[dtype]
-    elif kind == "f":  # NaN and ±Infinity pass; finite values must fit the type
-        low, high = (-FLOAT_MAX, FLOAT_MAX) if dtype == T.DT_FLOAT else (-np.inf, np.inf)
-        checked = array[np.isfinite(array)]
-        if checked.size == 0:
-            return array
-        return array if low <= checked.min() and checked.max() <= high else None
-    else:
-        low, high = -EXACT_INTS[dtype], EXACT_INTS[dtype]
-    return array if low <= array.min() and array.max() <= high else None
+    return array.astype(_holder(dtype), copy=False)
 
 
 def _values(value: object, dtype: int) -> np.ndarray:
-    """The scalars of one JSON tensor, shaped: numbers as numpy reads JSON (int64, uint64,
-    float64, bool), strings as bytes objects."""
+    """The scalars of one JSON tensor, shaped: numbers in ``_holder(dtype)``, strings as bytes
+    objects."""
     shape = _dense_shape(value)
     array = None if dtype == T.DT_STRING else _fast_numbers(value, dtype, shape)
     if array is not None:
@@ -275,7 +316,7 @@ def _values(value: object, dtype: int) -> np.ndarray:
     _fill(value, 0, shape, dtype, flat)
     if dtype == T.DT_STRING:
         return _objects(flat, shape)
-    return np.array(flat).reshape(shape)
+    return np.array(flat, dtype=_holder(dtype)).reshape(shape)
 
 
 def _objects(flat: list, shape) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import handlers
+from serving.call_metrics import recorded
 from serving.errors import ServingError, echo, invalid
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
@@ -32,31 +32,15 @@ log = logging.getLogger(__name__)
 
 def _answer(service, method: str, request, context, handle: Callable[[], object]):
     """``handle()``'s answer, or the status it raised; metrics either way."""
-    metrics: ServingMetrics = service.metrics
     spec = getattr(request, "model_spec", None)  # a ReloadConfigRequest names no model
-    signature = getattr(spec, "signature_name", "") or (
-        handlers.DEFAULT_SIGNATURE if method == "Predict" else ""
-    )
-    # Only served names become label values: a client cannot grow the metrics at will.
-    model, signature = (
-        service.manager.known_names(spec.name, signature) if spec is not None else ("", "")
-    )
-    started = time.perf_counter()
-    code = grpc.StatusCode.OK
-    metrics.in_flight.inc()
     try:
-        return handle()
+        with recorded(service.metrics, service.manager, method, spec):
+            return handle()
     except ServingError as error:
-        code = error.code
         context.abort(error.code, error.message)
     except Exception as error:  # never a dead server: report it and answer INTERNAL
         log.exception("%s failed", method)
-        code = grpc.StatusCode.INTERNAL
         context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
-    finally:
-        metrics.in_flight.dec()
-        metrics.requests.labels(method, model, signature, code.name).inc()
-        metrics.latency.labels(method, model, signature).observe(time.perf_counter() - started)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -128,17 +112,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def _reload(
         self, request: model_management_pb2.ReloadConfigRequest
     ) -> model_management_pb2.ReloadConfigResponse:
-        """TF Serving's ReloadConfig: an empty config changes nothing; anything but a
-        model_config_list, or one that cannot be served, is INVALID_ARGUMENT; the answer comes
-        once the new models have loaded, UNKNOWN naming those that did not (they stay
-        configured, as there)."""
-        response = model_management_pb2.ReloadConfigResponse()
-        response.status.SetInParent()  # error_code 0: OK, as TF Serving fills it
-        kind = request.config.WhichOneof("config")
-        if kind is None:
-            log.info("HandleReloadConfigRequest with an empty config: nothing to do")
-            return response
-        if kind != "model_config_list":
+        """TF Serving's ReloadConfig (``model_service_impl.cc``): anything but a
+        model_config_list (an empty config too: its switch has no case for one), or a list
+        that cannot be served, is INVALID_ARGUMENT; the answer comes once the new models have
+        loaded, UNKNOWN naming those that did not (they stay configured, as there)."""
+        if request.config.WhichOneof("config") != "model_config_list":
             raise invalid(
                 "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
                 "ModelConfigList is currently supported"
@@ -155,4 +133,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 + "; ".join(f"{{{echo(name)}: {why}}}" for name, why in sorted(missing.items())),
             )
         log.info("HandleReloadConfigRequest: serving %s", ", ".join(s.name for s in sources))
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()  # error_code 0: OK, as TF Serving fills it
         return response

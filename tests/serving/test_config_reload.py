@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import text_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
     model_management_pb2,
@@ -25,8 +27,14 @@ from tensorflow_serving.apis import (
 
 from serving.errors import ServingError
 from serving.manager import ModelManager
-from serving.model_config import ConfigFileWatcher, ModelSource, parse_model_config
+from serving.model_config import (
+    ConfigFileWatcher,
+    ModelSource,
+    parse_model_config,
+    read_model_config,
+)
 from serving.options import ServerOptions
+from serving.polling import Poller
 from serving.servable import LoadedVersion
 from serving.server import EmbeddedServer
 from tests.helpers import copy_version
@@ -203,6 +211,24 @@ def test_the_watcher_applies_a_changed_file_and_keeps_the_last_good_one(tmp_path
     assert applied == [["a"], ["a", "b"]]
 
 
+def test_a_call_that_fails_does_not_end_polling(caplog):
+    calls, second = [], threading.Event()
+
+    def call() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the disk went away")
+        second.set()
+
+    poller = Poller(call, 0.01, "test-poller")
+    poller.start()
+    try:
+        assert second.wait(30)
+    finally:
+        poller.stop()
+    assert "test-poller: a call failed" in caplog.text and "the disk went away" in caplog.text
+
+
 def test_config_text_is_parsed_as_the_file_is_read():
     config = parse_model_config(_config(a='base_path: "/nowhere/a"'), Path("/srv/models.config"))
     assert config == [ModelSource("a", Path("/srv/a"))]  # a missing absolute path: beside
@@ -244,8 +270,6 @@ def two_versions(exported_version, tmp_path) -> Path:
 
 
 def _start(path: Path, **options) -> tuple[EmbeddedServer, grpc.Channel]:
-    from serving.model_config import read_model_config
-
     options = ServerOptions(host="127.0.0.1", port=0, poll_seconds=0.2, **options)
     server = EmbeddedServer(read_model_config(path), options, config_path=path)
     server.start()
@@ -292,8 +316,6 @@ def test_editing_models_config_while_serving(two_versions, tmp_path, caplog):
 def _reload(stub, text: str) -> model_management_pb2.ReloadConfigResponse:
     request = model_management_pb2.ReloadConfigRequest()
     if text:
-        from google.protobuf import text_format
-
         text_format.Parse(text, request.config)
     return stub.HandleReloadConfigRequest(request, timeout=120)
 
@@ -328,6 +350,8 @@ def test_handle_reload_config_request(two_versions, tmp_path):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "Only ModelConfigList is currently supported",
             ),
+            # An empty config too: TF Serving's model_service_impl.cc has no case for it.
+            ("", grpc.StatusCode.INVALID_ARGUMENT, "Only ModelConfigList is currently supported"),
             (
                 _config(a=labelled.replace("value: 1", "value: 2"), b=relative),
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -351,8 +375,5 @@ def test_handle_reload_config_request(two_versions, tmp_path):
         )
         assert _code(channel, "b") == grpc.StatusCode.NOT_FOUND and _predict(channel, "a") == 1
         assert _health(channel) == SERVING
-        # An empty config is no change (TF Serving: "Taking no action for empty config").
-        assert _reload(stub, "").status.error_code == 0
-        assert _predict(channel, "a") == 1
     finally:
         server.stop(grace=0.5)

@@ -1,7 +1,8 @@
 """TF Serving's REST API on the embedded server, called over HTTP on 127.0.0.1: the requests of
 TF Serving's REST documentation, answers compared with gRPC's, every bad input with its HTTP
 status and ``{"error": …}`` body (the server answering after each), the metrics page, draining
-on stop, and ``python -m serving --rest-port``."""
+on stop, and ``python -m serving --rest-port``; JSON ⇄ tensors for the dtypes the model has no
+input of, without a server."""
 
 from __future__ import annotations
 
@@ -22,13 +23,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
 
+from serving import rest_json
 from serving.cli import build_parser
+from serving.errors import ServingError
 from serving.model_config import ModelSource
 from serving.options import MIB, ServerOptions
 from serving.server import EmbeddedServer
@@ -157,10 +162,14 @@ def test_segment_jpeg_takes_b64_bytes(http, grpc_predict):
         assert answer.status_code == 200, answer.text
         got = [row["class_map"] for row in answer.json()["predictions"]]
         np.testing.assert_array_equal(np.array(got), expected)
-    unpadded = _b64(jpegs[0])["b64"].rstrip("=")  # absl's decoder takes it without padding
-    columns = {"signature_name": "segment_jpeg", "inputs": {"jpeg": [{"b64": unpadded}]}}
+    # absl's decoder takes base64 without padding, and with `base64`'s line breaks.
+    unpadded = _b64(jpegs[0])["b64"].rstrip("=")
+    wrapped = base64.encodebytes(jpegs[1]).decode()
+    assert "\n" in wrapped.strip()
+    columns = {"signature_name": "segment_jpeg", "inputs": [{"b64": unpadded}, {"b64": wrapped}]}
     answer = http.post(f"{MODEL}:predict", json=columns)
-    np.testing.assert_array_equal(np.array(answer.json()["outputs"]["class_map"]), expected[:1])
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_array_equal(np.array(answer.json()["outputs"]["class_map"]), expected)
 
 
 def test_the_metadata_signature_answers_strings_and_takes_its_default(http):
@@ -187,6 +196,18 @@ BAD_CALLS = {
     "an empty body": ("POST", f"{MODEL}:predict", b"", 400, "The document is empty"),
     "JSON that is no object": ("POST", f"{MODEL}:predict", [1, 2], 400, "Is not object"),
     "bytes that are no UTF-8": ("POST", f"{MODEL}:predict", b'{"a": "\xff"}', 400, "JSON Parse"),
+    "UTF-16": (
+        "POST", f"{MODEL}:predict", '{"inputs": [0]}'.encode("utf-16"), 400,
+        "JSON Parse error: Invalid encoding",
+    ),
+    "an unpaired surrogate": (
+        "POST", f"{MODEL}:predict", b'{"signature_name": "\\ud800", "inputs": [0]}', 400,
+        "JSON Parse error: The surrogate pair in string is invalid.",
+    ),
+    "an integer of 5,000 digits": (
+        "POST", f"{MODEL}:predict", b'{"inputs": [' + b"9" * 5000 + b"]}", 400,
+        "JSON Parse error: Number too big",
+    ),
     "no inputs": ("POST", f"{MODEL}:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
     "rows and columns": (
         "POST", f"{MODEL}:predict", {"instances": FRAME, "inputs": FRAME}, 400,
@@ -339,17 +360,30 @@ def test_a_body_over_the_message_limit_is_413_before_it_is_read(server, http):
     _still_answers(http)
 
 
-def test_metrics_are_on_the_rest_port_too(http):
+def _count(registry, method: str, code: str, signature: str = "") -> float:
+    labels = {"method": method, "model": "deeplabv3", "signature": signature, "code": code}
+    return registry.get_sample_value("rcseg_requests_total", labels) or 0.0
+
+
+def test_rest_and_grpc_calls_count_in_the_same_metrics(http, server, grpc_predict):
+    registry = server.metrics.registry
+    before = {
+        "status": _count(registry, "GetModelStatus", "OK"),
+        "jpeg": _count(registry, "Predict", "INVALID_ARGUMENT", "segment_jpeg"),
+        "predict": _count(registry, "Predict", "OK", "serving_default"),
+    }
     http.get(MODEL)
     http.get("/v1/models/nope")
+    # The signature is the body's, read once the call has parsed it.
+    http.post(f"{MODEL}:predict", json={"signature_name": "segment_jpeg", "inputs": ["x"]})
+    _grpc_outputs(grpc_predict, "", "images", _frames(1, 8, 8))
     answer = http.get("/monitoring/prometheus/metrics")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
-    assert (
-        'rcseg_requests_total{code="OK",method="GetModelStatus",model="deeplabv3",signature=""}'
-        in answer.text
-    )
     assert 'code="NOT_FOUND",method="GetModelStatus",model="(unknown)"' in answer.text
-    assert re.search(r'rcseg_requests_total\{code="OK",method="Predict".*\} [1-9]', answer.text)
+    assert _count(registry, "GetModelStatus", "OK") == before["status"] + 1
+    assert _count(registry, "Predict", "INVALID_ARGUMENT", "segment_jpeg") == before["jpeg"] + 1
+    assert _count(registry, "Predict", "OK", "serving_default") == before["predict"] + 1
+    assert registry.get_sample_value("rcseg_requests_in_flight") == 0
 
 
 def test_help_names_the_flag():
@@ -368,6 +402,71 @@ def test_a_rest_port_in_use_fails_the_start_and_one_port_may_serve_metrics_too(s
         assert answer.status_code == 200 and "rcseg_model_version_state" in answer.text
     finally:
         server.stop(grace=1.0)
+
+
+# --- JSON ⇄ tensors for the dtypes this model has no input of (no server) ----------------------
+
+T = types_pb2
+
+
+def _signature(**dtypes: int) -> meta_graph_pb2.SignatureDef:
+    signature = meta_graph_pb2.SignatureDef()
+    for name, dtype in dtypes.items():
+        signature.inputs[name].dtype = dtype
+    return signature
+
+
+def _inputs(doc: dict, **dtypes: int) -> dict[str, np.ndarray]:
+    _, tensors = rest_json.request_inputs(doc, _signature(**dtypes))
+    return {name: tf.make_ndarray(tensor) for name, tensor in tensors.items()}
+
+
+BIG = 2**64 - 1
+CONVERTED = [
+    # (request, its input's dtype, the tensor expected)
+    ({"inputs": [1.5, 2, float("nan"), float("-inf")]}, T.DT_FLOAT, [1.5, 2, np.nan, -np.inf]),
+    ({"inputs": [[0.1], [2**53 - 1]]}, T.DT_DOUBLE, [[0.1], [2**53 - 1]]),
+    ({"inputs": [2**63 - 1, -(2**63)]}, T.DT_INT64, [2**63 - 1, -(2**63)]),
+    # numpy alone reads these as float64 (2**64 - 1 became 0): every integer kept exact.
+    ({"inputs": [BIG, 0]}, T.DT_UINT64, np.array([BIG, 0], np.uint64)),
+    ({"instances": [[BIG], [1]]}, T.DT_UINT64, np.array([[BIG], [1]], np.uint64)),
+    ({"inputs": [[True, False]]}, T.DT_BOOL, [[True, False]]),
+    ({"inputs": [[], []]}, T.DT_INT32, np.zeros((2, 0))),
+    ({"instances": ["a", {"b64": "aGk"}]}, T.DT_STRING, [b"a", b"hi"]),
+    ({"inputs": {"b64": "aGk="}}, T.DT_STRING, b"hi"),
+]
+
+
+@pytest.mark.parametrize("doc, dtype, expected", CONVERTED)
+def test_json_values_become_tensors_of_the_signatures_dtype(doc, dtype, expected):
+    (got,) = _inputs(doc, x=dtype).values()
+    assert got.dtype == tf.dtypes.as_dtype(dtype).as_numpy_dtype
+    np.testing.assert_array_equal(got, np.array(expected, dtype=got.dtype))
+
+
+REFUSED = [
+    # (request, its inputs' dtypes, TF Serving's message)
+    ({"inputs": [1, 2**24]}, {"x": T.DT_FLOAT}, "Cannot convert JSON value: 16777216 to float"),
+    ({"inputs": [1e39]}, {"x": T.DT_FLOAT}, "1e+39 to float without loss of precision"),
+    ({"inputs": [BIG, -1]}, {"x": T.DT_UINT64}, "JSON Value: -1 Type: Number is not of"),
+    ({"inputs": [1, 0]}, {"x": T.DT_BOOL}, "JSON Value: 1 Type: Number is not of expected type"),
+    ({"inputs": [1.0]}, {"x": T.DT_INT32}, "JSON Value: 1.0 Type: Number is not of"),
+    ({"inputs": [1, None]}, {"x": T.DT_INT32}, "JSON Value: null Type: Null is not of"),
+    ({"inputs": [[1, 2], 3]}, {"x": T.DT_INT32}, "JSON Value: 3 found at incorrect level: 2"),
+    ({"inputs": [[1, 2], [3, [4]]]}, {"x": T.DT_INT32}, "Encountered list at unexpected level"),
+    ({"inputs": [1]}, {"a": T.DT_INT32, "b": T.DT_INT32}, "expecting an object as multiple"),
+    ({"inputs": {"a": [1]}}, {"a": T.DT_INT32, "b": T.DT_INT32}, "Missing named input: b"),
+    ({"instances": [{"a": 1}]}, {"a": T.DT_INT32, "b": T.DT_INT32}, "must only have keys: a,b"),
+    ({"instances": [{"a": 1}, [2]]}, {"a": T.DT_INT32}, "Expecting object but got list at item 1"),
+]
+
+
+@pytest.mark.parametrize("doc, dtypes, message", REFUSED)
+def test_json_values_that_do_not_fit_are_refused_with_tf_servings_message(doc, dtypes, message):
+    with pytest.raises(ServingError) as refused:
+        _inputs(doc, **dtypes)
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in refused.value.message
 
 
 # --- shutdown --------------------------------------------------------------------------------
@@ -399,6 +498,7 @@ def test_stop_answers_calls_received_and_refuses_new_ones(served_models):
         stopper = threading.Thread(target=lambda: (server.stop(grace=120), stopped.set()))
         stopper.start()
         while not server.gate.closed:
+            assert time.monotonic() < deadline and stopper.is_alive()
             time.sleep(0.01)
         with httpx.Client(base_url=url, timeout=30) as other:
             refused = other.get(MODEL)
