@@ -1,6 +1,7 @@
 """The Kubernetes manifests (deploy/kubernetes, kustomize) rendered by `kubectl kustomize` and
 checked against the serving contract: ports, probes, selectors, the model name, the images'
-flags. Nothing is applied (there is no cluster here)."""
+flags; and the training Job against what multi-worker training needs. Nothing is applied
+(there is no cluster here)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ import yaml
 from client import contract
 from serving.cli import build_parser as server_parser
 from serving.gateway.cli import build_parser as gateway_parser
+from training.cli import build_parser as training_parser
+from training.learning import cluster
 
 REPO = Path(__file__).resolve().parents[1]
 KUBERNETES = REPO / "deploy" / "kubernetes"
-# `kubectl kustomize deploy/kubernetes/<overlay>`: every folder beside the base.
-OVERLAYS = sorted(p.name for p in KUBERNETES.iterdir() if p.is_dir() and p.name != "base")
+# The training Job renders on its own, not with every serving overlay.
+TRAINING = KUBERNETES / "training"
+# `kubectl kustomize deploy/kubernetes/<overlay>`: every other folder beside the base.
+OVERLAYS = sorted(
+    p.name for p in KUBERNETES.iterdir() if p.is_dir() and p.name not in ("base", TRAINING.name)
+)
 
 
 def render(folder: Path) -> dict[tuple[str, str], dict]:
@@ -48,6 +55,7 @@ def ports(spec: dict) -> dict[str, int]:
 
 def test_the_overlays_are_the_gpu_and_cpu_clusters():
     assert OVERLAYS == ["cpu", "gpu"]
+    assert (TRAINING / "kustomization.yaml").is_file()
 
 
 def test_every_overlay_renders_the_same_parts(rendered):
@@ -120,3 +128,64 @@ def test_the_gateway_reaches_every_model_server_and_probes_its_own_routes(render
     assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert ports(objects["Service", "gateway"]["spec"]) == {"http": contract.GATEWAY_PORT}
     assert "latest" not in gateway["image"]
+
+
+@pytest.fixture(scope="module")
+def training() -> dict:
+    return render(TRAINING)
+
+
+def job_container(objects: dict) -> dict:
+    (only,) = objects["Job", "train"]["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def test_the_training_kustomization_renders_the_job_its_service_and_its_volume(training):
+    assert set(training) == {
+        ("Job", "train"),
+        ("Service", "train-workers"),
+        ("PersistentVolumeClaim", "training"),
+    }
+    for obj in training.values():
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "rc-segmentation"
+    assert training["PersistentVolumeClaim", "training"]["spec"]["accessModes"] == [
+        "ReadWriteMany"  # every worker reads the data and resumes from the chief's state
+    ]
+
+
+def test_every_training_worker_builds_its_tf_config_from_its_pod_index(training):
+    job = training["Job", "train"]["spec"]
+    pod = job["template"]
+    train = job_container(training)
+    assert job["completionMode"] == "Indexed"
+    env = {variable["name"]: variable["value"] for variable in train["env"]}
+    configs = [
+        cluster.tf_config({**env, cluster.INDEX_ENV: str(index)})
+        for index in range(job["completions"])
+    ]
+    hosts = configs[0]["cluster"]["worker"]
+    assert job["parallelism"] == job["completions"] == len(hosts)
+    assert [config["task"] for config in configs] == [
+        {"type": "worker", "index": index} for index in range(len(hosts))
+    ]
+    assert all(config["cluster"] == configs[0]["cluster"] for config in configs)
+    # An Indexed Job's pod i has host name <job>-<i>; its subdomain is the headless Service.
+    service = training["Service", "train-workers"]
+    assert pod["spec"]["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    port = ports(service["spec"])["collective"]
+    assert ports(train)["collective"] == port
+    subdomain = pod["spec"]["subdomain"]
+    assert hosts == [f"train-{index}.{subdomain}:{port}" for index in range(len(hosts))]
+
+
+def test_the_training_job_runs_python_m_training_train_on_its_volume(training):
+    train = job_container(training)
+    assert train["command"] == ["python", "-m", "training"] and train["args"][0] == "train"
+    flags = training_parser().parse_args(train["args"])
+    mounts = {mount["mountPath"] for mount in train["volumeMounts"]}
+    assert {"/data", "/runs"} <= mounts
+    assert flags.data.parts[1] == "data" and Path(flags.out).parts[1] == "runs"
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "latest" not in train["image"]

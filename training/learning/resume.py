@@ -115,7 +115,11 @@ class RunState(keras.callbacks.Callback):
 
     def saved(self) -> dict | None:
         """The last saved state (``epochs_done``, ``finished``, …), or None for a new run."""
-        path = self.read_dir / STATE_FILE
+        return self._read(self.read_dir)
+
+    @staticmethod
+    def _read(state_dir: Path) -> dict | None:
+        path = state_dir / STATE_FILE
         if not path.is_file():
             return None
         try:
@@ -172,7 +176,7 @@ class RunState(keras.callbacks.Callback):
     def save(self, epochs_done: int) -> None:
         """Commits the state after ``epochs_done`` epochs (weights first, then the JSON)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        previous = self.saved() if self.read_dir == self.state_dir else None
+        previous = self._read(self.state_dir)
         weights = f"epoch-{epochs_done:04d}.weights.h5"
         self.model.save_weights(self.state_dir / weights)
         state = {

@@ -4,8 +4,10 @@
     result = train(config)  # the same call again continues an interrupted run
 
 Several GPUs on one machine train under ``MirroredStrategy``; several machines under
-``MultiWorkerMirroredStrategy``, chosen when ``TF_CONFIG`` is set (each worker runs the same
-command; the batch size is global, split across replicas).
+``MultiWorkerMirroredStrategy``, chosen when ``TF_CONFIG`` is set or built from a Kubernetes
+Indexed Job's environment (:mod:`training.learning.cluster`; each worker runs the same command;
+the batch size is global, split evenly across replicas). With more than one replica the model
+is a :class:`training.learning.replicated.ReplicatedModel`, which fixes Keras 3's ``fit`` there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from training.config import TrainConfig
 from training.data import voc
 from training.data.index_masks import index_mask_path, prepare_index_masks
 from training.data.pipeline import make_dataset
+from training.learning import cluster
 from training.learning.curves import CurvesCallback
 from training.learning.losses import (
     CrossEntropyDiceLoss,
@@ -33,6 +36,7 @@ from training.learning.losses import (
     count_class_pixels,
 )
 from training.learning.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
+from training.learning.replicated import ReplicatedModel
 from training.learning.resume import BestWeights, RunState, is_complete
 from training.learning.run_folder import RunFolder, model_from_config
 
@@ -60,20 +64,15 @@ class TrainResult:
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
-    """MultiWorkerMirrored when TF_CONFIG is set, Mirrored for several GPUs, else the default."""
-    if os.environ.get("TF_CONFIG"):
+    """MultiWorkerMirrored for several machines (:func:`cluster.tf_config`), Mirrored for
+    several GPUs, else the default."""
+    tf_config = cluster.tf_config()
+    if tf_config is not None:
+        os.environ["TF_CONFIG"] = json.dumps(tf_config)  # where the strategy reads it
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def is_chief() -> bool:
-    """Worker 0 (or the chief) writes the run folder; other workers write beside it."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return task.get("type", "chief") == "chief" or (
-        task.get("type") == "worker" and task.get("index", 0) == 0
-    )
 
 
 def make_loss(config: TrainConfig) -> keras.losses.Loss:
@@ -97,9 +96,14 @@ def fixed_class_weights(config: TrainConfig) -> np.ndarray:
     return class_weights_from_counts(count_class_pixels(masks, config.num_classes))
 
 
-def compile_model(config: TrainConfig, *, backbone_weights: str | None) -> keras.Model:
-    """The model of ``config``, compiled with Adam, the chosen loss and the three metrics."""
+def compile_model(
+    config: TrainConfig, *, backbone_weights: str | None, replicated: bool = False
+) -> keras.Model:
+    """The model of ``config``, compiled with Adam, the chosen loss and the three metrics;
+    ``replicated``: a :class:`ReplicatedModel`, for ``fit`` over several replicas."""
     model = model_from_config(config, backbone_weights=backbone_weights)
+    if replicated:
+        model = ReplicatedModel.of(model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.lr),
         loss=make_loss(config),
@@ -143,8 +147,12 @@ def _check_resumable(run: RunFolder, config: TrainConfig, lists: dict[str, list[
 
 def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
     """Trains (or resumes) the run in ``config.out``; returns what happened."""
+    tf_config = cluster.tf_config()
     chief = RunFolder(config.out)
-    run = chief if is_chief() else RunFolder(chief.path / "workers" / _task_index())
+    if cluster.is_chief(tf_config):
+        run = chief
+    else:
+        run = RunFolder(chief.path / "workers" / str(cluster.task_index(tf_config)))
     lists = _split_lists(config)
     if len(lists[config.train_split]) < config.batch_size:
         raise ValueError(
@@ -177,9 +185,20 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
         "mixed_float16" if config.mixed_precision else "float32"
     )
     keras.utils.set_random_seed(config.seed)
-    with distribution_strategy().scope():
+    strategy = distribution_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"--batch-size {config.batch_size} is the global batch: it must split evenly "
+            f"over the {replicas} replicas (GPUs or workers)"
+        )
+    with strategy.scope():
         # A resumed run loads every weight from its state: no ImageNet download needed.
-        model = compile_model(config, backbone_weights=None if saved else config.backbone_weights)
+        model = compile_model(
+            config,
+            backbone_weights=None if saved else config.backbone_weights,
+            replicated=replicas > 1,
+        )
         initial_epoch = state.restore(model, csv_log=run.log)
     run.write_config(
         config,
@@ -215,6 +234,10 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
         **dataset_options,
     ).skip(consumed % batches_per_pass)
     val_data = make_dataset(config.data, config.val_split, **dataset_options)
+    # Workers split each global batch (DATA): the pipeline reads no files by itself to shard.
+    sharding = tf.data.Options()
+    sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_data, val_data = train_data.with_options(sharding), val_data.with_options(sharding)
     callbacks = [
         best,
         reduce_lr,
@@ -236,10 +259,6 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
         verbose=verbose,
     )
     return _result(run, state.saved() or {}, best=best.best, diverged=state.diverged)
-
-
-def _task_index() -> str:
-    return str(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
 
 
 def _result(run: RunFolder, saved: dict, *, best, diverged: bool) -> TrainResult:

@@ -3,14 +3,11 @@ same history, and evaluate/predict/model-info work on the run it leaves."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.training.learning.processes import (
+    ENV,
+    KILL_BEFORE_SAVING,
+    REPO,
+    TWO_CPUS_MIRRORED,
+    read_log,
+    train_command,
+    train_in_subprocess,
+)
 from training.cli import main
 from training.config import TrainConfig
 from training.data import voc
@@ -25,7 +31,6 @@ from training.data.synth import write_synthetic_voc
 from training.learning.resume import is_complete, truncate_csv_log
 from training.learning.run_folder import RunFolder
 
-REPO = Path(__file__).resolve().parents[3]
 # Small enough for CI on two cores, large enough to learn: MobileNetV2 from scratch at 96×96
 # on a few synthetic scenes with two object classes, the train split doubling as val.
 TINY = dict(
@@ -66,13 +71,8 @@ def tiny_run(tiny_root, tmp_path_factory) -> RunFolder:
     return result.run
 
 
-def _log(run: RunFolder) -> list[dict[str, float]]:
-    with open(run.log, newline="") as file:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
-
-
 def test_tiny_configuration_learns(tiny_run):
-    rows = _log(tiny_run)
+    rows = read_log(tiny_run)
     assert [int(r["epoch"]) for r in rows] == list(range(TINY["epochs"]))
     assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
     assert rows[-1]["val_mean_iou"] > 0.5
@@ -137,38 +137,12 @@ def _train_args(root: Path, out: Path, epochs: int) -> list[str]:
     ]
 
 
-def _python(script: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-c", script]
-    return subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def _train_in_subprocess(args: list[str], *, before: str = "") -> subprocess.CompletedProcess:
-    """``python -m training`` with ``args`` in a fresh process, ``before`` run first."""
-    return _python(f"import sys\n{before}\nfrom training.cli import main\nsys.exit(main({args!r}))")
-
-
-# Kills the process inside RunState.save of epoch N: after the CSV row, before the state.
-KILL_BEFORE_SAVING = """
-import os, signal
-from training.learning import resume
-_save = resume.RunState.save
-def save(self, epochs_done):
-    if epochs_done == {epoch}:
-        os.kill(os.getpid(), signal.SIGKILL)
-    _save(self, epochs_done)
-resume.RunState.save = save
-"""
-
-
 @pytest.fixture(scope="module")
 def reference_log(resume_root, tmp_path_factory) -> list[dict[str, float]]:
     out = tmp_path_factory.mktemp("reference") / "run"
-    done = _train_in_subprocess(_train_args(resume_root, out, RESUME_EPOCHS))
+    done = train_in_subprocess(_train_args(resume_root, out, RESUME_EPOCHS))
     assert done.returncode == 0, done.stderr[-3000:]
-    return _log(RunFolder(out))
+    return read_log(RunFolder(out))
 
 
 RESUME_EPOCHS = 4
@@ -187,10 +161,9 @@ def test_a_run_killed_at_a_random_moment_resumes_with_the_same_history(
     resume_root, reference_log, tmp_path
 ):
     out = tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "training", *_train_args(resume_root, out, RESUME_EPOCHS)]
+    command = train_command(_train_args(resume_root, out, RESUME_EPOCHS))
     process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     log = out / "log.csv"
     deadline = time.monotonic() + 300
@@ -202,9 +175,9 @@ def test_a_run_killed_at_a_random_moment_resumes_with_the_same_history(
     process.send_signal(signal.SIGKILL)
     process.wait()
 
-    resumed = _train_in_subprocess(_train_args(resume_root, out, RESUME_EPOCHS))
+    resumed = train_in_subprocess(_train_args(resume_root, out, RESUME_EPOCHS))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _assert_same_history(reference_log, _log(RunFolder(out)))
+    _assert_same_history(reference_log, read_log(RunFolder(out)))
 
 
 @pytest.mark.parametrize("epoch", [1, 3])
@@ -213,26 +186,17 @@ def test_a_run_killed_between_its_csv_row_and_its_state_resumes_with_the_same_hi
 ):
     out = tmp_path / "run"
     args = _train_args(resume_root, out, RESUME_EPOCHS)
-    killed = _train_in_subprocess(args, before=KILL_BEFORE_SAVING.format(epoch=epoch))
+    killed = train_in_subprocess(args, before=KILL_BEFORE_SAVING.format(epoch=epoch))
     assert killed.returncode == -signal.SIGKILL
-    assert len(_log(RunFolder(out))) == epoch  # the row of the unsaved epoch is there
+    assert len(read_log(RunFolder(out))) == epoch  # the row of the unsaved epoch is there
 
-    resumed = _train_in_subprocess(args)
+    resumed = train_in_subprocess(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _assert_same_history(reference_log, _log(RunFolder(out)))
+    _assert_same_history(reference_log, read_log(RunFolder(out)))
     if epoch == 3:  # a finished run run again changes nothing
         before = RunFolder(out).log.read_text()
-        again = _train_in_subprocess(args)
+        again = train_in_subprocess(args)
         assert again.returncode == 0 and RunFolder(out).log.read_text() == before
-
-
-TWO_CPUS_MIRRORED = """
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from training.learning import train
-train.distribution_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-"""
 
 
 def test_mirrored_strategy_and_mixed_precision_train_and_resume(resume_root, tmp_path):
@@ -241,9 +205,9 @@ def test_mirrored_strategy_and_mixed_precision_train_and_resume(resume_root, tmp
     setup = TWO_CPUS_MIRRORED
     for epochs in (1, 2):
         args = [*_train_args(resume_root, out, epochs), "--mixed-precision"]
-        done = _train_in_subprocess(args, before=setup)
+        done = train_in_subprocess(args, before=setup)
         assert done.returncode == 0, done.stderr[-3000:]
-    rows = _log(RunFolder(out))
+    rows = read_log(RunFolder(out))
     assert [r["epoch"] for r in rows] == [0, 1]
     assert all(np.isfinite(r["loss"]) for r in rows)
 
