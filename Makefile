@@ -13,10 +13,12 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The client is a distribution of its own (client/pyproject.toml), which the project depends on:
+# both go in one pip run, so pip takes rc-segmentation-client from ./client, not from an index.
+$(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e './client[onboard,plot]' -e '.[dev]'
 	touch $@
 
 # The full suite (what CI runs), and the fast lane for edit loops: everything that does not
@@ -66,7 +68,8 @@ protos: setup
 # preset: MobileNetV2 at 128x128, a few minutes), its evaluation on held-out images, its export
 # into the model repository in models/, then `python -m serving demo`: the embedded server and
 # the gateway started on it, a drive video of held-out scenes streamed through the edge client
-# (latency table, overlay video), held-out images through the gateway, everything stopped.
+# (latency table, overlay video, the drive as MCAP for Foxglove with ground costmaps and a
+# picture of a few beside their frames), held-out images through the gateway, everything stopped.
 # Export uses --resize stretch: training stretched the 4:3 scenes to the square input size, and
 # the model does better when it sees frames that way (docs/export.md). --replace removes the
 # versions this run exported before; other versions in models/ stay, and the demo serves

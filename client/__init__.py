@@ -12,7 +12,9 @@ talks to TensorFlow Serving or the embedded server over TF Serving's gRPC API:
 Modules: ``contract`` (the SavedModel's signature and tensor names, ports, version folders),
 ``segmentation_client`` (calls), ``results`` (what calls return), ``stream`` (camera
 streaming), ``wire`` (the protocol), ``errors``, ``overlay`` and ``palette`` (pictures),
-``navigation`` (obstacles and free space for planners), ``bench_report`` (latency statistics);
+``navigation`` (obstacles and free space for planners), ``bench_report`` (latency statistics),
+``onboard`` (the exported model run on the vehicle: TFLite or ONNX) and ``failover`` (the
+server first, the onboard model when it does not answer);
 ``python -m client`` has the ``bench`` and ``view`` commands.
 """
 
@@ -29,6 +31,8 @@ from client.errors import (
     SignatureMismatch,
     TlsMismatch,
 )
+from client.failover import FailoverSegmenter
+from client.onboard import OnboardModelError, OnboardSegmenter
 from client.overlay import draw_legend, overlay
 from client.palette import VOC_CLASS_NAMES, colorize, voc_colormap
 from client.segmentation_client import (
@@ -41,6 +45,7 @@ from client.segmentation_client import (
 from client.stream import (
     LatestFrameSource,
     SegmentationStream,
+    Segmenter,
     SourceError,
     StreamResult,
     open_source,
@@ -50,17 +55,21 @@ __all__ = [
     "VOC_CLASS_NAMES",
     "ClientError",
     "DeadlineExceeded",
+    "FailoverSegmenter",
     "InvalidFrame",
     "InvalidRequest",
     "InvalidResponse",
     "LatestFrameSource",
     "ModelMetadata",
     "ModelNotFound",
+    "OnboardModelError",
+    "OnboardSegmenter",
     "RequestTooLarge",
     "RetryPolicy",
     "Segmentation",
     "SegmentationClient",
     "SegmentationStream",
+    "Segmenter",
     "ServerError",
     "ServerUnavailable",
     "SignatureMismatch",

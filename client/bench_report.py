@@ -18,7 +18,8 @@ with every frame, a PNG plot and a live progress line.
 
 Latency statistics cover the frames that came back (``ok``); failed frames are counted and
 listed, never averaged in, because a fast failure would make the latency look better.
-Matplotlib and tqdm are imported where they are used: ``import client`` stays light.
+Matplotlib and tqdm are imported where they are used: ``import client`` stays light, and the
+client's own distribution works without either (``plot`` extra; a plain progress line).
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ import csv
 import dataclasses
 import json
 import math
+import sys
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 import numpy as np
+
+from client.results import Source
 
 # The timed stages, in the order the table and the summary list them. ``latency`` is the end
 # to end time (capture → class map decoded). ``capture_wait`` is how long the stream waited for
@@ -42,6 +46,7 @@ import numpy as np
 STAGES = ("latency", "capture_wait", "encode", "rpc", "decode")
 PERCENTILES = (50, 90, 99)
 RESULT_SUFFIXES = (".json", ".csv")
+SOURCES: tuple[str, ...] = get_args(Source)  # who answers a frame: remote, onboard
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class FrameTiming:
     response_bytes: int
     completed_at: float  # seconds since the benchmark started
     error: str = ""
+    source: str = ""  # who answered: "remote" or "onboard" (rpc is then the inference)
 
 
 def summarize(
@@ -74,8 +80,9 @@ def summarize(
     ``dropped``), ``wall_seconds``, ``fps`` (ok frames per wall second), ``bytes_per_frame``
     (mean ``request``/``response`` bytes of the ok frames), ``stages_ms`` (per stage in
     :data:`STAGES`: ``p50``, ``p90``, ``p99``, ``max``, ``mean`` in ms over the ok frames,
-    numpy's default linear percentiles; ``None`` where there is nothing to measure) and
-    ``errors`` (failed frames per error message, most frequent first).
+    numpy's default linear percentiles; ``None`` where there is nothing to measure),
+    ``errors`` (failed frames per error message, most frequent first) and ``sources`` (ok
+    frames per answering side, ``remote`` and ``onboard``).
     """
     if dropped < 0:
         raise ValueError(f"dropped must be >= 0, got {dropped}")
@@ -93,6 +100,7 @@ def summarize(
         },
         "stages_ms": {stage: stage_stats_ms([getattr(t, stage) for t in ok]) for stage in STAGES},
         "errors": dict(Counter(t.error or "unknown error" for t in failed).most_common()),
+        "sources": {side: sum(t.source == side for t in ok) for side in SOURCES},
     }
 
 
@@ -129,6 +137,11 @@ def format_table(summary: Mapping[str, Any]) -> str:
     lines.append(f"failed frames: {counts['failed']}")
     for message, count in summary.get("errors", {}).items():
         lines.append(f"  {count} × {message}")
+    sources, settings = summary.get("sources", {}), summary.get("settings", {})
+    if sources.get("onboard") or settings.get("onboard") or settings.get("fallback"):
+        # An onboard model answers or stands by: who answered how often, and what rpc means.
+        answers = ", ".join(f"{side} {sources.get(side, 0)}" for side in SOURCES)
+        lines.append(f"answers: {answers} (onboard: rpc is the inference on this machine)")
     return "\n".join(lines)
 
 
@@ -184,11 +197,23 @@ def write_results(
     )
 
 
+def require_plotting() -> None:
+    """Raises ImportError saying what to install where matplotlib is missing (the client's
+    own distribution leaves it to its ``plot`` extra); checked before a benchmark runs."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "plotting needs matplotlib: pip install 'rc-segmentation-client[plot]'"
+        ) from None
+
+
 def write_plot(
     timings: Sequence[FrameTiming], path: str | Path, *, title: str = "Per-frame latency"
 ) -> Path:
     """A PNG: left, a histogram of end-to-end latency (ms) with p50 and p99 lines; right, the
     latency of each frame against when it completed, failed frames marked with a red ×."""
+    require_plotting()
     # Figure + Agg canvas, not pyplot: no global backend switch, no GUI, safe in threads.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -270,14 +295,12 @@ class ProgressLine:
         window: int = 100,
         description: str = "bench",
     ) -> None:
-        from tqdm import tqdm
-
         self.done = 0
         self.failed = 0
         self.dropped = 0
         self._latencies: deque[float] = deque(maxlen=window)
         self._ok_times: deque[float] = deque(maxlen=window)
-        self._bar = tqdm(
+        self._bar = _progress_bar()(
             total=total,
             desc=description,
             unit="frame",
@@ -328,6 +351,44 @@ class ProgressLine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _PlainBar:
+    """tqdm's few methods that ProgressLine uses, as a plain line every ``every`` frames: the
+    client's own distribution does not depend on tqdm."""
+
+    every = 50
+
+    def __init__(self, *, total, desc, file, disable, **_):
+        self.total, self.desc, self.disable = total, desc, disable
+        self.file = sys.stderr if file is None else file
+        self.count, self.postfix = 0, ""
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        if self.count % self.every == 0 or self.count == self.total:
+            self._write()
+
+    def _write(self) -> None:
+        if not self.disable:
+            total = "" if self.total is None else f"/{self.total}"
+            print(f"{self.desc}: {self.count}{total} frames, {self.postfix}", file=self.file)
+
+    def close(self) -> None:
+        if self.count % self.every and self.count != self.total:
+            self._write()
+
+
+def _progress_bar():
+    """tqdm where it is installed (the main project has it), else :class:`_PlainBar`."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainBar
+    return tqdm
 
 
 def _is_nan(value: object) -> bool:

@@ -1,8 +1,14 @@
-"""``python -m client``: per-frame latency benchmark and overlay viewer against a model server.
+"""``python -m client``: per-frame latency benchmark, overlay viewer and drive recorder
+against a model server.
 
     python -m client bench --target localhost:8500 --source synthetic --frames 300 \\
         --transport raw --in-flight 1 --out results.json --plot latency.png
     python -m client view --target localhost:8500 --source drive.mp4 --out overlay.mp4
+    python -m client record --target localhost:8500 --source 0 --out drive.mcap --frames 600 \\
+        --camera-height 0.25 --camera-pitch 15 --traversable floor --picture costmaps.png
+
+``record`` (and ``view --record``) writes the drive as MCAP for Foxglove: frames, class maps,
+confidence, ground costmaps and per-frame latency (``client.recording``).
 
 ``--source`` is a camera index (``0``), a video file, an rtsp:// or http:// URL, a GStreamer
 pipeline, or ``synthetic`` (moving shapes, no camera needed).
@@ -11,6 +17,7 @@ pipeline, or ``synthetic`` (moving shapes, no camera needed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
@@ -29,11 +36,18 @@ from client.bench_report import (
     FrameTiming,
     ProgressLine,
     format_table,
+    require_plotting,
     summarize,
     write_plot,
     write_results,
 )
+from client.camera import DEFAULT_HFOV_DEG, Camera, CameraMount
+from client.costmap import CostmapSpec, GroundProjector
+from client.costmap_picture import costmap_sheet
 from client.errors import ClientError
+from client.failover import DEFAULT_BUDGET, FailoverSegmenter
+from client.navigation import DrivingPolicy
+from client.onboard import OnboardSegmenter
 from client.overlay import draw_legend, overlay, present_classes
 from client.segmentation_client import (
     DEFAULT_JPEG_QUALITY,
@@ -87,11 +101,11 @@ def _target(text: str) -> str:
     return text
 
 
-def _add_connection(parser: argparse.ArgumentParser) -> None:
+def _add_connection(parser: argparse.ArgumentParser, *, target_required: bool = True) -> None:
     parser.add_argument(
         "--target",
         action="append",
-        required=True,
+        required=target_required,
         type=_target,
         help=f"model server HOST:PORT (TF Serving's gRPC port is {contract.GRPC_PORT}), or a "
         "gRPC target such as dns:///NAME:PORT; repeat for load balancing over several",
@@ -135,12 +149,153 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _floats(count: str):
+    """Comma-separated numbers: ``count`` is "4" or "4+" (at least four)."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        wanted = int(count.rstrip("+"))
+        if len(values) < wanted or (not count.endswith("+") and len(values) != wanted):
+            raise argparse.ArgumentTypeError(
+                f"expected {count.replace('+', ' or more')} comma-separated numbers, got {text!r}"
+            )
+        return values
+
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+# Defaults of the ground costmap are the dataclasses' own, written once there.
+_MOUNT, _SPEC = CameraMount(), CostmapSpec()
+DEFAULT_TRAVERSABLE = ("background",)  # VOC and the synthetic scenes: every object blocks
+PICTURE_ROWS = 4  # frames beside their costmaps in --picture
+
+
+def _add_costmap(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "ground costmap (client.camera, client.costmap; angles in degrees, lengths in metres)"
+    )
+    group.add_argument(
+        "--camera-height",
+        type=float,
+        default=_MOUNT.height_m,
+        metavar="M",
+        help="above ground (%(default)s)",
+    )
+    group.add_argument(
+        "--camera-pitch",
+        type=float,
+        default=_MOUNT.pitch_deg,
+        metavar="DEG",
+        help="down from level (%(default)s)",
+    )
+    group.add_argument(
+        "--camera-roll",
+        type=float,
+        default=_MOUNT.roll_deg,
+        metavar="DEG",
+        help="right side down (%(default)s)",
+    )
+    group.add_argument(
+        "--camera-hfov",
+        type=float,
+        default=DEFAULT_HFOV_DEG,
+        metavar="DEG",
+        help="horizontal field of view (%(default)s)",
+    )
+    group.add_argument(
+        "--camera-k",
+        type=_floats("4"),
+        metavar="FX,FY,CX,CY",
+        help="intrinsics (over --camera-hfov)",
+    )
+    group.add_argument(
+        "--camera-distortion", type=_floats("4+"), metavar="K1,K2,P1,P2[,K3…]",
+        help="OpenCV distortion coefficients",
+    )  # fmt: skip
+    group.add_argument(
+        "--resolution",
+        type=float,
+        default=_SPEC.resolution_m,
+        metavar="M",
+        help="m per cell (%(default)s)",
+    )
+    group.add_argument(
+        "--ahead", type=float, default=_SPEC.ahead_m, metavar="M", help="grid ahead (%(default)s)"
+    )
+    group.add_argument(
+        "--side",
+        type=float,
+        default=_SPEC.side_m,
+        metavar="M",
+        help="grid to each side (%(default)s)",
+    )
+    group.add_argument(
+        "--behind",
+        type=float,
+        default=_SPEC.behind_m,
+        metavar="M",
+        help="grid behind (%(default)s)",
+    )
+    group.add_argument(
+        "--inflation",
+        type=float,
+        default=_SPEC.inflation_m,
+        metavar="M",
+        help="obstacle inflation radius (%(default)s)",
+    )
+    classes = group.add_mutually_exclusive_group()
+    classes.add_argument(
+        "--traversable", type=_names, metavar="NAMES",
+        help=f"classes to drive on, by name (default: {','.join(DEFAULT_TRAVERSABLE)}); "
+        "every other class is an obstacle",
+    )  # fmt: skip
+    classes.add_argument("--obstacles", type=_names, metavar="NAMES", help="or the obstacles")
+    group.add_argument(
+        "--min-confidence",
+        type=int,
+        help=f"0..255: cells seen less sure are unknown ({DrivingPolicy.min_confidence})",
+    )
+    group.add_argument("--picture", type=Path, help=f"PNG: {PICTURE_ROWS} frames beside costmaps")
+
+
+def _add_onboard(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "onboard model (client.onboard, client.failover; the client's `onboard` extra)"
+    )
+    models = group.add_mutually_exclusive_group()
+    models.add_argument(
+        "--onboard", type=Path, metavar="M.tflite|M.onnx",
+        help="measure this exported model on this machine, alone (no --target)",
+    )  # fmt: skip
+    models.add_argument(
+        "--fallback", type=Path, metavar="M.tflite|M.onnx",
+        help="with --target: answer from this model when the server does not (failover)",
+    )  # fmt: skip
+    group.add_argument(
+        "--threads", type=_positive_int, help="onboard runtime threads (default: the runtime's)"
+    )
+    group.add_argument(
+        "--budget", type=_seconds, default=DEFAULT_BUDGET, metavar="S",
+        help="with --fallback: seconds a frame waits for the server (%(default)s)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    bench = commands.add_parser("bench", help="per-frame latency against a model server")
-    _add_connection(bench)
+    bench = commands.add_parser(
+        "bench", help="per-frame latency against a model server, or of the onboard model"
+    )
+    _add_connection(bench, target_required=False)
+    _add_onboard(bench)
     bench.add_argument("--frames", type=_positive_int, default=300, help="frames measured")
     bench.add_argument("--warmup", type=_count, default=5, help="frames sent first, not measured")
     bench.add_argument(
@@ -162,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument(
         "--show", choices=("auto", "yes", "no"), default="auto", help="window (auto: if display)"
     )
+    view.add_argument("--record", type=Path, help="also record the drive as MCAP (see record)")
+    _add_costmap(view)
+
+    record = commands.add_parser(
+        "record", help="record a drive as MCAP for Foxglove: frames, class maps, costmaps"
+    )
+    _add_connection(record)
+    record.add_argument("--out", type=Path, required=True, help="MCAP file (.mcap)")
+    record.add_argument("--frames", type=_positive_int, help="stop after this many frames")
+    _add_costmap(record)
     return parser
 
 
@@ -222,17 +387,35 @@ def _timing(result: StreamResult, started: float) -> FrameTiming:
         response_bytes=segmentation.response_bytes if segmentation else 0,
         completed_at=result.completed_at - started,
         error=str(result.error) if result.error else "",
+        source=result.source or "",
     )
 
 
+def _bench_segmenter(args: argparse.Namespace, stack: contextlib.ExitStack):
+    """What ``bench`` measures: the onboard model alone (``--onboard``), the server
+    (``--target``), or the server with failover to the onboard model (``--fallback``)."""
+    if args.onboard is not None:
+        if args.target:
+            raise ValueError("--onboard measures the model alone: leave out --target")
+        return stack.enter_context(OnboardSegmenter(args.onboard, threads=args.threads))
+    if not args.target:
+        raise ValueError("give --target HOST:PORT (a model server) or --onboard M.tflite|M.onnx")
+    client = stack.enter_context(_client(args, workers=max(4, args.in_flight)))
+    print(f"waiting for {args.model} on {', '.join(args.target)} …", file=sys.stderr)
+    client.wait_until_ready(args.ready_timeout)
+    if args.fallback is None:
+        return client
+    onboard = stack.enter_context(OnboardSegmenter(args.fallback, threads=args.threads))
+    return stack.enter_context(FailoverSegmenter(client, onboard, budget=args.budget))
+
+
 def bench(args: argparse.Namespace) -> int:
-    with _client(args, workers=max(4, args.in_flight)) as client:
-        print(f"waiting for {args.model} on {', '.join(args.target)} …", file=sys.stderr)
-        client.wait_until_ready(args.ready_timeout)
+    with contextlib.ExitStack() as stack:
+        segmenter = _bench_segmenter(args, stack)
         # Synthetic frames never run out: the benchmark measures --frames answered frames.
         source, fps = _open_source(args, None, every_frame=False)
         with source:
-            stream = SegmentationStream(client, source, max_in_flight=args.in_flight)
+            stream = SegmentationStream(segmenter, source, max_in_flight=args.in_flight)
             timings: list[FrameTiming] = []
             progress = ProgressLine(args.frames, disable=args.quiet, description="bench")
             results = iter(stream)
@@ -266,8 +449,15 @@ def bench(args: argparse.Namespace) -> int:
         "in_flight": args.in_flight,
         "frames": args.frames,
         "warmup": args.warmup,
+        "onboard": args.onboard,
+        "fallback": args.fallback,
+        "threads": args.threads,
+        "budget": args.budget if args.fallback else None,
     }
     summary = summarize(timings, dropped=dropped, wall_seconds=wall, settings=settings)
+    if isinstance(segmenter, FailoverSegmenter):
+        stats = segmenter.stats
+        summary["failover"] = {"failovers": stats.failovers, "recoveries": stats.recoveries}
     if stopped_early:
         summary["stopped_early"] = stopped_early
         print(f"{stopped_early}: {len(timings)} of {args.frames} frames measured")
@@ -323,11 +513,113 @@ def _annotate(result: StreamResult, metadata, alpha: float) -> np.ndarray:
     return image
 
 
-def view(args: argparse.Namespace) -> int:
-    # Files and synthetic clips are processed frame by frame; anything else (a camera index,
-    # a URL, a GStreamer pipeline) is live and goes latest-frame-first.
+def _drive_length(args: argparse.Namespace) -> tuple[bool, int | None]:
+    """(live, frames): files and synthetic clips are processed frame by frame; anything else
+    (a camera index, a URL, a GStreamer pipeline) is live and goes latest-frame-first."""
     live = args.source != "synthetic" and not Path(args.source).is_file()
-    frames = args.frames or (150 if args.source == "synthetic" else None)
+    return live, args.frames or (150 if args.source == "synthetic" else None)
+
+
+class _Recording:
+    """Projects each answered frame onto the ground and records the drive as MCAP (``record``
+    and ``view --record``); keeps a few frames and costmaps for ``--picture``."""
+
+    def __init__(self, path: Path, args: argparse.Namespace, metadata, frames: int | None):
+        from client.recording import DriveRecorder  # mcap only where a drive is recorded
+
+        options = {} if args.min_confidence is None else {"min_confidence": args.min_confidence}
+        if args.obstacles:
+            self.policy = DrivingPolicy.from_metadata(metadata, obstacles=args.obstacles, **options)
+        else:
+            traversable = args.traversable or DEFAULT_TRAVERSABLE
+            self.policy = DrivingPolicy.from_metadata(metadata, traversable=traversable, **options)
+        # Checked before the first frame: a typo should not cost the drive.
+        self.mount = CameraMount(args.camera_height, args.camera_pitch, args.camera_roll)
+        self.spec = CostmapSpec(args.resolution, args.ahead, args.side, args.behind, args.inflation)
+        self.args = args
+        self.class_names = metadata.class_names
+        self.recorder = DriveRecorder(path, metadata=metadata)
+        self.projector: GroundProjector | None = None
+        self.every = max(1, (frames or 30 * PICTURE_ROWS) // PICTURE_ROWS)
+        self.samples: list = []
+        self.frames = self.costmaps = 0
+
+    def _camera(self, size: tuple[int, int]) -> Camera:
+        distortion = self.args.camera_distortion
+        if self.args.camera_k is None:
+            return Camera.from_fov(self.args.camera_hfov, size, self.mount, distortion=distortion)
+        fx, fy, cx, cy = self.args.camera_k
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+        return Camera(K, size, self.mount, None if distortion is None else np.array(distortion))
+
+    def write(self, result: StreamResult) -> None:
+        costmap = None
+        segmentation = result.segmentation
+        if segmentation is not None:
+            if self.projector is None:  # the frame size is known from the first frame on
+                camera = self._camera(result.frame.shape[:2])
+                self.projector = GroundProjector(camera, self.policy, self.spec)
+                self.recorder.write_metadata("costmap", self._description(camera))
+            costmap = self.projector.project(
+                segmentation.class_map, segmentation.confidence, stamp=result.captured_at
+            )
+            self.costmaps += 1
+            if len(self.samples) < PICTURE_ROWS and self.frames % self.every == self.every // 2:
+                self.samples.append((result.frame, costmap))
+        self.recorder.write(result, costmap)
+        self.frames += 1
+
+    def _description(self, camera: Camera) -> dict:
+        obstacles = sorted(self.policy.obstacle_classes)
+        return {
+            "K": camera.K.tolist(),
+            "image_size": list(camera.image_size),
+            "distortion": None if camera.distortion is None else camera.distortion.tolist(),
+            "mount": vars(self.mount),
+            "spec": vars(self.spec),
+            "obstacles": [self.class_names[i] for i in obstacles if i < len(self.class_names)],
+            "min_confidence": self.policy.min_confidence,
+        }
+
+    def __enter__(self) -> _Recording:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.recorder.close()
+
+    def summary(self) -> str:
+        lines = [
+            f"drive: {self.recorder.path} ({self.frames} frames, {self.costmaps} costmaps; "
+            + ", ".join(f"{topic} {count}" for topic, count in sorted(self.recorder.counts.items()))
+            + ")"
+        ]
+        if self.args.picture is not None and self.samples:
+            cv2.imwrite(str(self.args.picture), costmap_sheet(self.samples))
+            lines.append(f"costmaps: {self.args.picture} ({len(self.samples)} frames)")
+        return "\n".join(lines)
+
+
+def record(args: argparse.Namespace) -> int:
+    live, frames = _drive_length(args)
+    with _client(args, workers=max(4, args.in_flight)) as client:
+        client.wait_until_ready(args.ready_timeout)
+        metadata = client.metadata()
+        source, _ = _open_source(args, frames, every_frame=not live)
+        with source, _Recording(args.out, args, metadata, frames) as recording:
+            stream = SegmentationStream(
+                client, source, max_in_flight=args.in_flight, confidence=True
+            )
+            try:
+                for result in itertools.islice(stream, frames):
+                    recording.write(result)
+            except KeyboardInterrupt:  # the usual end of a live drive: the file is finished
+                print("stopped", file=sys.stderr)
+    print(recording.summary())
+    return 0 if recording.costmaps else 1
+
+
+def view(args: argparse.Namespace) -> int:
+    live, frames = _drive_length(args)
     with _client(args, workers=max(4, args.in_flight)) as client:
         client.wait_until_ready(args.ready_timeout)
         metadata = client.metadata()
@@ -335,9 +627,14 @@ def view(args: argparse.Namespace) -> int:
         window = _Window(args.show)
         writer = None
         written = failed = 0
-        with source:
-            stream = SegmentationStream(client, source, max_in_flight=args.in_flight)
+        recording = args.record and _Recording(args.record, args, metadata, frames)
+        with source, recording or contextlib.nullcontext():
+            stream = SegmentationStream(
+                client, source, max_in_flight=args.in_flight, confidence=bool(recording)
+            )
             for result in itertools.islice(stream, frames):
+                if recording:
+                    recording.write(result)
                 image = _annotate(result, metadata, args.alpha)
                 if writer is None:
                     writer = _video_writer(args.out, fps or 15.0, image.shape)
@@ -349,6 +646,8 @@ def view(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.release()
     print(f"overlay video: {args.out} ({written} frames, {failed} without an answer)")
+    if recording:
+        print(recording.summary())
     return 0 if written else 1
 
 
@@ -369,22 +668,37 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise ValueError(f"--out {args.out}: use a {' or '.join(RESULT_SUFFIXES)} file")
         if args.plot is not None and args.plot.suffix.lower() != ".png":
             raise ValueError(f"--plot {args.plot}: the plot is a PNG, name it .png")
+        if args.plot is not None:
+            require_plotting()
         outputs = [args.out, args.plot]
-    else:
+    elif args.command == "view":
         if args.out.suffix.lower() not in (".mp4", ".avi"):
             raise ValueError(f"--out {args.out}: use an .mp4 or .avi file")
-        outputs = [args.out]
+        outputs = [args.out, *_check_recording(args.record, args.picture)]
+    else:
+        outputs = _check_recording(args.out, args.picture)
     for path in outputs:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def _check_recording(drive: Path | None, picture: Path | None) -> list[Path | None]:
+    if drive is not None and drive.suffix.lower() != ".mcap":
+        raise ValueError(f"--out/--record {drive}: the drive is an MCAP file, name it .mcap")
+    if picture is not None and picture.suffix.lower() != ".png":
+        raise ValueError(f"--picture {picture}: the picture is a PNG, name it .png")
+    if picture is not None and drive is None:
+        raise ValueError(f"--picture {picture}: needs --record FILE.mcap (costmaps of a drive)")
+    return [drive, picture]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"bench": bench, "view": view, "record": record}
     try:
         _check_outputs(args)
-        return bench(args) if args.command == "bench" else view(args)
-    except (ClientError, SourceError, ValueError, OSError) as error:
+        return commands[args.command](args)
+    except (ClientError, SourceError, ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

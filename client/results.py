@@ -21,11 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from client import contract
 from client.errors import InvalidResponse
+
+Source = Literal["remote", "onboard"]
+"""Who answered a frame: a model server, or the model on the vehicle."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,10 @@ class StageTimings:
 class Segmentation:
     """The answer for one frame; ``class_map`` (and ``confidence``) have the frame's H×W.
 
-    The arrays are read-only views of the received bytes (no copy); ``.copy()`` to edit."""
+    The arrays are read-only views of the received bytes (no copy); ``.copy()`` to edit.
+    ``source`` says who answered: ``"remote"`` (a model server) or ``"onboard"`` (the model
+    run on the vehicle, ``client.onboard``; its ``timings.rpc`` is the inference, its version
+    and byte counts 0)."""
 
     class_map: np.ndarray
     confidence: np.ndarray | None
@@ -54,6 +61,7 @@ class Segmentation:
     timings: StageTimings
     request_bytes: int
     response_bytes: int
+    source: Source = "remote"
 
 
 @dataclass(frozen=True)

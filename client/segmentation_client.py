@@ -25,7 +25,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
@@ -62,6 +62,8 @@ _NOT_READY_YET = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND}
 # How long a call that ran out of time asks whether any server is reachable at all (a refused
 # or established connection answers in milliseconds; no answer at all means unreachable).
 _REACHABLE_SECONDS = 0.1
+# How often gRPC Python's connectivity thread wakes (grpc/_channel.py, _poll_connectivity).
+_CONNECTIVITY_POLL_SECONDS = 0.25
 # An attempt with less time than this left would only end in DEADLINE_EXCEEDED.
 _MIN_ATTEMPT_SECONDS = 0.01
 
@@ -101,7 +103,9 @@ def _ask(channel: grpc.Channel, timeout: float) -> str | None:
     return None
 
 
-def _check_frame(frame: object, color: str) -> None:
+def check_frame(frame: object, color: str) -> None:
+    """Raises InvalidFrame unless ``frame`` is an H×W×3 uint8 array and ``color`` an order we
+    know (the onboard segmenter checks frames the same way)."""
     if color not in ("bgr", "rgb"):
         raise InvalidFrame(f'color must be "bgr" or "rgb", got {color!r}')
     if not isinstance(frame, np.ndarray):
@@ -178,6 +182,7 @@ class SegmentationClient:
         self._predict = self._method(self._channel, wire.PREDICT_METHOD)
         self._status = self._method(self._channel, wire.GET_MODEL_STATUS_METHOD)
         self._closing = threading.Event()
+        self._watched = False  # watch_connectivity was called
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
 
     @staticmethod
@@ -194,6 +199,11 @@ class SegmentationClient:
         """Closes the channel, which cancels calls in flight (they raise ClientClosed), and
         returns once the worker threads have ended."""
         self._closing.set()
+        if self._watched:
+            # gRPC's connectivity thread wakes every 0.2 s and raises "Cannot monitor channel
+            # state: Channel closed!" if the channel closed meanwhile: once the watchers are
+            # gone (call watch_connectivity's stop first), one wake-up lets it end.
+            time.sleep(_CONNECTIVITY_POLL_SECONDS)
         self._channel.close()  # cancels the RPCs running on it
         self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -202,6 +212,18 @@ class SegmentationClient:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    def watch_connectivity(
+        self, callback: Callable[[grpc.ChannelConnectivity], None]
+    ) -> Callable[[], None]:
+        """Calls ``callback`` with the channel's state on every change, on gRPC's thread (keep
+        it short), and keeps the channel connecting; returns the function that stops it. The
+        channel is READY only while a server is healthy (its health checks), and
+        TRANSIENT_FAILURE once none is: failover learns of a lost server this way, off the
+        frames' path (``client.failover``)."""
+        self._channel.subscribe(callback, try_to_connect=True)
+        self._watched = True
+        return lambda: self._channel.unsubscribe(callback)
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -373,7 +395,7 @@ class SegmentationClient:
         """The class map of one frame (H×W×3 uint8; ``color`` says its channel order: OpenCV
         gives BGR). The server resizes; the class map comes back at the frame's H×W."""
         started = time.perf_counter()
-        _check_frame(frame, color)
+        check_frame(frame, color)
         signature = TRANSPORTS[self.transport]
         inputs = {signature.inputs[0]: self._encode_frame(frame, color)}
         return self._segment(signature.name, inputs, frame.shape[:2], confidence, timeout, started)

@@ -11,7 +11,9 @@ order, as an iterator or through a callback for the planner:
                 planner.update(result.segmentation.class_map, stamp=result.captured_at)
 
 Frames that fail (server restarting, deadline passed) come out with ``error`` set and are
-counted; the stream goes on, and ends when the source ends.
+counted; the stream goes on, and ends when the source ends. Any segmenter with the client's
+interface streams the same way (``Segmenter``): the onboard model (``client.onboard``), or
+failover between the two (``client.failover``), whose answers the stats count by source.
 """
 
 from __future__ import annotations
@@ -22,12 +24,29 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from client.errors import ClientError
-from client.segmentation_client import ColorOrder, Segmentation, SegmentationClient
+from client.segmentation_client import ColorOrder, Segmentation
+
+
+class Segmenter(Protocol):
+    """What a stream needs of a segmenter: ``SegmentationClient``, ``OnboardSegmenter`` and
+    ``FailoverSegmenter`` all have it. ``workers`` bounds the frames in flight."""
+
+    workers: int
+
+    def segment_async(
+        self,
+        frame: np.ndarray,
+        *,
+        color: ColorOrder = ...,
+        confidence: bool = ...,
+        timeout: float | None = ...,
+    ) -> Future[Segmentation]: ...
 
 
 class SourceError(RuntimeError):
@@ -204,18 +223,29 @@ class StreamResult:
     def age(self) -> float:
         return self.completed_at - self.captured_at
 
+    @property
+    def source(self) -> str | None:
+        """Who answered (``"remote"`` or ``"onboard"``); None for a failed frame."""
+        return None if self.segmentation is None else self.segmentation.source
+
 
 @dataclass
 class StreamStats:
+    """Frames so far: answered (``ok``, of which ``remote`` and ``onboard``), failed, and
+    dropped by latest-frame-wins."""
+
     frames: int = 0
     ok: int = 0
     failed: int = 0
     dropped: int = 0
+    remote: int = 0
+    onboard: int = 0
 
 
 class SegmentationStream:
-    """Frames from ``source`` through ``client``, up to ``max_in_flight`` at once, results in
-    frame order. Iterate it, or call ``run(on_result)``; ``stats`` counts as it goes.
+    """Frames from ``source`` through ``client`` (any ``Segmenter``), up to ``max_in_flight``
+    at once, results in frame order. Iterate it, or call ``run(on_result)``; ``stats`` counts
+    as it goes.
 
     ``frame_timeout`` is each frame's deadline (the client's ``timeout`` by default): a frame
     older than a second or two is of no use to a planner, and while a server is down each
@@ -224,7 +254,7 @@ class SegmentationStream:
 
     def __init__(
         self,
-        client: SegmentationClient,
+        client: Segmenter,
         source: LatestFrameSource,
         *,
         max_in_flight: int = 1,
@@ -290,6 +320,8 @@ class SegmentationStream:
         self.stats.frames += 1
         self.stats.ok += error is None
         self.stats.failed += error is not None
+        self.stats.remote += segmentation is not None and segmentation.source == "remote"
+        self.stats.onboard += segmentation is not None and segmentation.source == "onboard"
         self.stats.dropped = self.source.dropped
         return StreamResult(
             index=frame.index,

@@ -167,6 +167,7 @@ def test_json_nan_becomes_null_and_is_valid(timings, tmp_path):
         "response_bytes": 300,
         "completed_at": pytest.approx(0.1),
         "error": "",
+        "source": "",
     }
 
 
@@ -187,6 +188,7 @@ def test_csv_round_trip(timings, tmp_path):
         "response_bytes",
         "completed_at",
         "error",
+        "source",
     ]
 
     def parse(row):
@@ -261,3 +263,30 @@ def test_progress_line_before_any_frames_and_disabled():
     progress.update(failed_frame(0, 0.1))
     assert progress.failed == 1 and progress.done == 1
     progress.close()
+
+
+def test_answers_are_counted_by_source():
+    timings = [
+        FrameTiming(index=i, ok=True, latency=0.02, capture_wait=0.0, encode=0.0, rpc=0.01,
+                    decode=0.0, request_bytes=0, response_bytes=0, completed_at=0.05 * i,
+                    source="remote" if i < 3 else "onboard")
+        for i in range(5)
+    ]  # fmt: skip
+    summary = summarize(timings, dropped=0, wall_seconds=1.0, settings={"fallback": "m.tflite"})
+    assert summary["sources"] == {"remote": 3, "onboard": 2}
+    assert "answers: remote 3, onboard 2 (onboard: rpc is the inference" in format_table(summary)
+    remote_only = summarize(timings[:3], dropped=0, wall_seconds=1.0, settings={})
+    assert "answers:" not in format_table(remote_only)
+
+
+def test_progress_line_without_tqdm(timings, monkeypatch):
+    """The client's own distribution has no tqdm: a plain line instead."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm → ImportError
+    stream = io.StringIO()
+    with ProgressLine(total=len(timings), file=stream) as progress:
+        for timing in timings:
+            progress.update(timing)
+    assert f"bench: {len(timings)}/{len(timings)} frames, " in stream.getvalue()
+    assert "failed 2" in stream.getvalue()

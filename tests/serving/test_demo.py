@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import cv2
+from mcap.reader import make_reader
 
 from tests.conftest import REPO
 from tests.helpers import copy_version
@@ -53,6 +54,14 @@ def test_demo_streams_serves_and_stops_what_it_started(
     assert done.stdout.count("ms in the gateway") == 3
     for name in ("drive.mp4", "latency.png"):
         assert (out / name).stat().st_size > 0
+    # The drive as MCAP for Foxglove, every frame with its costmap, and the costmaps picture.
+    with (out / "drive.mcap").open("rb") as drive:
+        summary = make_reader(drive).get_summary()
+    costmap = next(c for c in summary.channels.values() if c.topic == "/costmap")
+    assert summary.schemas[costmap.schema_id].name == "foxglove.Grid"
+    assert summary.statistics.channel_message_counts[costmap.id] == 3 * 8
+    assert "24 frames, 24 costmaps" in done.stdout
+    assert cv2.imread(str(out / "costmaps.png")).shape[0] >= 4 * 240
 
 
 def test_demo_fails_cleanly_without_the_runs_version(exported_version, synth_root, tmp_path):
