@@ -10,12 +10,14 @@ talks to TensorFlow Serving or the embedded server over TF Serving's gRPC API:
             planner.update(result.segmentation.class_map)
 
 Modules: ``contract`` (the SavedModel's signature and tensor names, ports, version folders),
-``segmentation_client`` (calls), ``results`` (what calls return), ``stream`` (camera
+``segmentation_client`` (calls), ``channel`` (gRPC's load balancing, health checks and
+retries over several servers), ``results`` (what calls return), ``stream`` (camera
 streaming), ``wire`` (the protocol), ``errors``, ``overlay`` and ``palette`` (pictures),
-``navigation`` (obstacles and free space for planners), ``bench_report`` (latency statistics),
-``onboard`` (the exported model run on the vehicle: TFLite or ONNX) and ``failover`` (the
-server first, the onboard model when it does not answer);
-``python -m client`` has the ``bench`` and ``view`` commands.
+``navigation`` (obstacles and free space for planners), ``camera`` and ``costmap`` (ground
+costmaps in metres), ``freshness`` (fresh maps or none), ``recording`` (drives as MCAP),
+``bench_report`` (latency statistics), ``onboard`` (the exported model run on the vehicle:
+TFLite or ONNX) and ``failover`` (the server first, the onboard model when it does not
+answer); ``python -m client`` has the ``bench``, ``view`` and ``record`` commands.
 """
 
 from client.errors import (

@@ -109,22 +109,35 @@ def channel_options(
     return list(options.items())
 
 
-def _addresses_of(entry: str) -> dict[int, str]:
-    """``HOST:PORT`` → ``{family: "address:port"}`` for IPv4 and IPv6 (one address each)."""
+def resolve(host: str, port: int) -> list[tuple[str, str]]:
+    """``(scheme, "address:port")`` of every IPv4 and IPv6 address of ``host``, in the
+    resolver's order, ``scheme`` being gRPC's (``ipv4``, ``ipv6``); raises socket.gaierror.
+
+    >>> resolve("127.0.0.1", 8500)
+    [('ipv4', '127.0.0.1:8500')]
+    """
+    found = []
+    for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        if family == socket.AF_INET:
+            found.append(("ipv4", f"{address[0]}:{port}"))
+        elif family == socket.AF_INET6:
+            found.append(("ipv6", f"[{address[0]}]:{port}"))
+    return found
+
+
+def _addresses_of(entry: str) -> dict[str, str]:
+    """``HOST:PORT`` → ``{scheme: "address:port"}`` for IPv4 and IPv6 (one address each)."""
     host, colon, port = entry.rpartition(":")
     if not colon or not host or not port.isdigit():
         raise ValueError(f"expected HOST:PORT in a list of targets, got {entry!r}")
     host = host.strip("[]")
     try:
-        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        found = resolve(host, int(port))
     except socket.gaierror as error:
         raise ValueError(f"cannot resolve {host!r} of target {entry!r}: {error}") from None
-    addresses: dict[int, str] = {}
-    for family, _, _, _, address in found:
-        if family == socket.AF_INET:
-            addresses.setdefault(family, f"{address[0]}:{port}")
-        elif family == socket.AF_INET6:
-            addresses.setdefault(family, f"[{address[0]}]:{port}")
+    addresses: dict[str, str] = {}
+    for scheme, address in found:
+        addresses.setdefault(scheme, address)
     return addresses
 
 
@@ -156,7 +169,7 @@ def channel_target(target: str | Sequence[str]) -> str:
             "target such as 'dns:///name:8500' or 'ipv4:a:8500,b:8500'"
         )
     resolved = [_addresses_of(entry) for entry in entries]
-    for family, scheme in ((socket.AF_INET, "ipv4:"), (socket.AF_INET6, "ipv6:")):
-        if all(family in addresses for addresses in resolved):
-            return scheme + ",".join(addresses[family] for addresses in resolved)
+    for scheme in ("ipv4", "ipv6"):
+        if all(scheme in addresses for addresses in resolved):
+            return f"{scheme}:" + ",".join(addresses[scheme] for addresses in resolved)
     raise ValueError(f"the targets {entries} share no address family (IPv4, IPv6)")

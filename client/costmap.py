@@ -2,9 +2,11 @@
 semantics, so a ROS 2 node can publish it as it is.
 
 A cell is free (0) where the camera sees a traversable class, lethal (100) where it sees an
-obstacle class, 99 within ``inflation_m`` of a lethal cell (Nav2's "inscribed" cost, 253 on its
-0–255 scale), and unknown (−1) where the camera cannot tell: outside its view, behind it or
-beyond its horizon, or where the model's confidence is below the policy's ``min_confidence``.
+obstacle class, 99 where it sees free ground within ``inflation_m`` of a lethal cell (Nav2's
+"inscribed" cost, 253 on its 0–255 scale), and unknown (−1) where the camera cannot tell:
+outside its view, behind it or beyond its horizon, or where the model's confidence is below
+the policy's ``min_confidence``. Unknown stays unknown near obstacles too (Nav2's inflation
+layer with its default ``inflate_unknown: false``).
 ``data`` is row-major int8 of shape (height, width): row j, column i is the cell whose corner
 nearest the origin is at ``origin + (i, j) · resolution`` in ``base_link`` (x forward, y left).
 
@@ -217,7 +219,7 @@ class GroundProjector:
         if self._kernel is not None:
             lethal = (costs == LETHAL).view(np.uint8)
             near = cv2.dilate(lethal, self._kernel).view(bool)
-            costs[near & (costs != LETHAL)] = INSCRIBED
+            costs[near & (costs == FREE)] = INSCRIBED  # unknown stays unknown
         spec = self.spec
         return Costmap(costs, spec.resolution_m, spec.origin, stamp)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import socket
 import ssl
 
+from client.channel import resolve
+
 PROBE_SECONDS = 1.0
 """How long the TLS probe may take (one TCP connect and handshake on the server's port)."""
 
@@ -57,14 +59,10 @@ def single_addresses(target: str) -> list[tuple[str, str]]:
     found = []
     for host, port in addresses(target):
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            resolved = resolve(host, port)
         except socket.gaierror:
             continue
-        for family, _, _, _, address in infos:
-            if family == socket.AF_INET:
-                found.append((f"{host}:{port}", f"ipv4:{address[0]}:{port}"))
-            elif family == socket.AF_INET6:
-                found.append((f"{host}:{port}", f"ipv6:[{address[0]}]:{port}"))
+        found += [(f"{host}:{port}", f"{scheme}:{address}") for scheme, address in resolved]
     return list(dict.fromkeys(found))
 
 

@@ -3,6 +3,7 @@ rendered by casting each pixel's ray onto the ground, then projected back into c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -152,6 +153,23 @@ def test_low_confidence_cells_are_unknown():
     )
     assert costmap.cost_at(2.0, 0.5) == UNKNOWN
     assert costmap.cost_at(2.0, -0.5) == FREE
+
+
+def test_inflation_leaves_unknown_cells_unknown():
+    # Nav2's inflation layer (inflate_unknown: false by default) inflates into free cells only.
+    camera = Camera.from_fov(90.0, (120, 160), CameraMount(height_m=0.4, pitch_deg=20.0))
+    x, _, hits = ground_hits(camera)
+    class_map = np.where(hits & (x < 2.0), FLOOR, WALL).astype(np.uint8)
+    confidence = np.full((120, 160), 250, np.uint8)
+    confidence[:, :80] = 100  # the vehicle's left is unsure, beside the lethal wall on its right
+    policy = DrivingPolicy.from_metadata(METADATA, traversable=["floor"], min_confidence=128)
+    spec = CostmapSpec(0.1, ahead_m=4.0, side_m=2.0, inflation_m=0.3)
+    inflated = GroundProjector(camera, policy, spec).project(class_map, confidence, stamp=0.0)
+    plain = GroundProjector(camera, policy, dataclasses.replace(spec, inflation_m=0.0))
+    not_inflated = plain.project(class_map, confidence, stamp=0.0)
+
+    assert INSCRIBED in inflated.data and LETHAL in inflated.data
+    np.testing.assert_array_equal(inflated.data == UNKNOWN, not_inflated.data == UNKNOWN)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ lists the workers (``host:port``, comma-separated, worker 0 first), the worker's
 from ``JOB_COMPLETION_INDEX``, which Kubernetes sets in every pod of an Indexed Job, so one
 pod template serves every worker (``deploy/kubernetes/training``):
 
-    TRAINING_WORKERS=train-0.train:2222,train-1.train:2222 JOB_COMPLETION_INDEX=1
+    TRAINING_WORKERS=train-0.train-workers:2222,train-1.train-workers:2222 JOB_COMPLETION_INDEX=1
     tf_config()  # {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": 1}}
 """
 
@@ -46,6 +46,11 @@ def task_index(config: dict | None) -> int:
 
 
 def is_chief(config: dict | None) -> bool:
-    """Worker 0 (or the chief) writes the run folder; other workers write beside it."""
-    task_type = (config or {}).get("task", {}).get("type", "chief")
-    return task_type == "chief" or (task_type == "worker" and task_index(config) == 0)
+    """The chief writes the run folder; other workers write beside it. As TensorFlow has it,
+    the chief is the ``chief`` task where the cluster has one, else worker 0."""
+    config = config or {}
+    task_type = config.get("task", {}).get("type", "chief")
+    if task_type == "chief":
+        return True
+    has_chief = bool(config.get("cluster", {}).get("chief"))
+    return task_type == "worker" and task_index(config) == 0 and not has_chief

@@ -35,6 +35,13 @@ def test_one_machine_has_no_tf_config_and_is_the_chief():
     assert cluster.is_chief({"task": {"type": "chief", "index": 0}})
 
 
+def test_worker_0_is_not_the_chief_where_the_cluster_has_a_chief_task():
+    workers = {"chief": ["c:1"], "worker": ["a:1", "b:1"]}
+    chief = {"cluster": workers, "task": {"type": "chief", "index": 0}}
+    worker_0 = {"cluster": workers, "task": {"type": "worker", "index": 0}}
+    assert cluster.is_chief(chief) and not cluster.is_chief(worker_0)
+
+
 @pytest.mark.parametrize("index", [None, "2", "-1", "one"])
 def test_a_worker_list_without_a_valid_index_is_refused(index):
     environ = {cluster.WORKERS_ENV: WORKERS}
