@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e './client[onboard,plot]' -e '.[dev]'
+	$(PY) -m pip install --quiet -e './client[onboard,plot,record]' -e '.[dev]'
 	touch $@
 
 # The full suite (what CI runs), and the fast lane for edit loops: everything that does not

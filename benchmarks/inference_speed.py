@@ -18,8 +18,8 @@ interleaved in one process, one 480×640 frame at batch 1 through:
 Also measured in the same run: a 2048³ float32 matmul in TensorFlow (the machine's practical
 peak), against which each path's achieved GFLOP/s is shown (2 × the network's multiply-adds at
 that input size, from ``training.model.info``). Pixel agreement of every path with the
-unoptimized export is printed first. ONNX is a benchmark tool, not a product dependency:
-``pip install -e '.[bench]'``. ``--intra-op/--inter-op`` set TensorFlow's thread pools (0:
+unoptimized export is printed first. tf2onnx, onnx and ONNX Runtime come with ``make setup``
+(``export-onnx`` uses them too). ``--intra-op/--inter-op`` set TensorFlow's thread pools (0:
 TensorFlow's defaults) to compare thread settings run against run.
 
     python benchmarks/inference_speed.py --run demo_out/runs/demo --resize stretch

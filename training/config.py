@@ -37,7 +37,9 @@ PRECISIONS = tuple(PRECISION_POLICIES)
 DEFAULT_PRECISION = "float32"
 DEFAULT_MIN_AGREEMENT = 0.999
 """Share of class-map pixels an export must compute as the model as trained does."""
-TFLITE_OPTIMIZATIONS = ("none", "float16")
+TFLITE_OPTIMIZATIONS = ("none", "float16", "int8")
+DEFAULT_MIN_INT8_AGREEMENT = 0.97
+"""Share of class-map pixels an int8 model must compute as the float32 model does."""
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:
@@ -189,12 +191,36 @@ class TfliteOptions:
 
     resize: str = DEFAULT_RESIZE
     optimize: str = "none"
-    """``float16``: weights stored as float16 (half the size)."""
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    """``float16``: weights stored as float16 (half the size); ``int8``: full-integer network
+    at a fixed size, the frame resized by the onboard runner."""
+    min_agreement: float | None = None
+    """None: :data:`DEFAULT_MIN_AGREEMENT`, for int8 :data:`DEFAULT_MIN_INT8_AGREEMENT`."""
+    frame_size: tuple[int, int] = (480, 640)
+    """int8: (height, width) of the camera frames the fixed network size is chosen for."""
 
     def __post_init__(self):
         _choice("resize", self.resize, RESIZE_MODES)
         _choice("optimize", self.optimize, TFLITE_OPTIMIZATIONS)
+
+    @property
+    def agreement_floor(self) -> float:
+        """The share of equal class-map pixels verification requires."""
+        if self.min_agreement is not None:
+            return self.min_agreement
+        return DEFAULT_MIN_INT8_AGREEMENT if self.optimize == "int8" else DEFAULT_MIN_AGREEMENT
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """How ``python -m training export-onnx`` converts a run."""
+
+    resize: str = DEFAULT_RESIZE
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    opset: int = 17
+    """ONNX opset (17: ONNX Runtime 1.14 and later, TensorRT 8.6 and later)."""
+
+    def __post_init__(self):
+        _choice("resize", self.resize, RESIZE_MODES)
 
 
 def default_of(options: type, name: str) -> Any:

@@ -52,7 +52,7 @@ def test_the_client_pins_are_the_main_projects():
     shared = ours.keys() & theirs.keys()
     assert shared >= DEPENDENCIES
     assert {n: ours[n] for n in shared} == {n: theirs[n] for n in shared}
-    wanted = f"{DISTRIBUTION}[onboard,plot]=={client['project']['version']}"
+    wanted = f"{DISTRIBUTION}[onboard,plot,record]=={client['project']['version']}"
     assert wanted in main["project"]["dependencies"], "the main project installs the client"
     assert "client*" not in str(main["tool"]["setuptools"]["packages"]), "one owner of client/"
 

@@ -1,11 +1,13 @@
-"""``python -m training {export,export-tflite}``: publish a run for servers and vehicles.
+"""``python -m training {export,export-tflite,export-onnx}``: publish a run for servers and
+vehicles.
 
     python -m training export --run runs/voc --models-dir models --name deeplabv3
-    python -m training export-tflite --run runs/voc --out models/deeplabv3.tflite
+    python -m training export-tflite --run runs/voc --out models/deeplabv3.tflite --optimize int8
+    python -m training export-onnx --run runs/voc --out models/deeplabv3.onnx
 
-Defaults and choices are :class:`~training.config.ExportOptions`' and
-:class:`~training.config.TfliteOptions`'. Heavy imports happen inside the commands, so
-``--help`` stays fast.
+Defaults and choices are :class:`~training.config.ExportOptions`',
+:class:`~training.config.TfliteOptions`' and :class:`~training.config.OnnxOptions`'. Heavy
+imports happen inside the commands, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli.args import batch_sizes_arg, share_arg, with_default
+from training.cli.args import batch_sizes_arg, input_size_arg, share_arg, with_default
 from training.config import (
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_INT8_AGREEMENT,
     PRECISIONS,
     RESIZE_MODES,
     TFLITE_OPTIMIZATIONS,
     ExportOptions,
     InferenceOptimizations,
+    OnnxOptions,
     TfliteOptions,
 )
 
@@ -52,14 +57,25 @@ def _export_tflite(args: argparse.Namespace) -> int:
     from training.export.tflite import export_tflite
 
     options = TfliteOptions(
-        resize=args.resize, optimize=args.optimize, min_agreement=args.min_agreement
+        resize=args.resize,
+        optimize=args.optimize,
+        min_agreement=args.min_agreement,
+        frame_size=args.frame_size,
     )
     print(export_tflite(args.run, args.out, options).text())
     return 0
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from training.export.onnx import export_onnx
+
+    options = OnnxOptions(resize=args.resize, min_agreement=args.min_agreement, opset=args.opset)
+    print(export_onnx(args.run, args.out, options).text())
+    return 0
+
+
 def add_export_commands(commands: argparse._SubParsersAction) -> None:
-    """Adds export and export-tflite to the ``python -m training`` parser."""
+    """Adds export, export-tflite and export-onnx to the ``python -m training`` parser."""
     p = commands.add_parser(
         "export", help="publish a run as a TF Serving version (SavedModel, verified)"
     )
@@ -139,9 +155,33 @@ def add_export_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--optimize",
         choices=TFLITE_OPTIMIZATIONS,
-        **with_default(TfliteOptions, "optimize", "float16: weights stored as float16"),
+        **with_default(
+            TfliteOptions,
+            "optimize",
+            "float16: weights stored as float16; int8: full-integer network at a fixed size, "
+            "calibrated on the run's training frames (the runner resizes)",
+        ),
     )
     p.add_argument(
-        "--min-agreement", type=share_arg, **with_default(TfliteOptions, "min_agreement")
+        "--min-agreement",
+        type=share_arg,
+        help="share of class-map pixels equal to the float32 model's (default: "
+        f"{DEFAULT_MIN_AGREEMENT}, int8: {DEFAULT_MIN_INT8_AGREEMENT})",
+    )
+    height, width = TfliteOptions.frame_size
+    p.add_argument(
+        "--frame-size",
+        type=input_size_arg,
+        default=TfliteOptions.frame_size,
+        help="int8: WIDTHxHEIGHT of the camera frames the fixed network size is chosen for "
+        f"(default: {width}x{height})",
     )
     p.set_defaults(func=_export_tflite)
+
+    p = commands.add_parser("export-onnx", help="a verified .onnx model for ONNX Runtime")
+    p.add_argument("--run", type=Path, required=True, help="run folder, e.g. runs/NAME")
+    p.add_argument("--out", type=Path, required=True, help="model file, e.g. deeplabv3.onnx")
+    p.add_argument("--resize", choices=RESIZE_MODES, **with_default(OnnxOptions, "resize"))
+    p.add_argument("--min-agreement", type=share_arg, **with_default(OnnxOptions, "min_agreement"))
+    p.add_argument("--opset", type=int, **with_default(OnnxOptions, "opset", "ONNX opset"))
+    p.set_defaults(func=_export_onnx)

@@ -19,6 +19,10 @@ norms folded into the convolutions (:mod:`training.export.batch_norm_folding`).
 
     served = optimize_for_inference(model)                        # what export serves
     served = optimize_for_inference(model, InferenceOptimizations(fold_batch_norms=False))
+
+The ONNX export needs a third form, :func:`with_explicit_padding`: ONNX Runtime refuses a
+dilated Conv with ``auto_pad=SAME_UPPER`` (what tf2onnx makes of ``padding="SAME"``), so each
+stride-1 dilated convolution, depthwise ones included, pads explicitly and convolves VALID.
 """
 
 from __future__ import annotations
@@ -48,6 +52,55 @@ class NativeDilatedConv2D(keras.layers.Conv2D):
         )
 
 
+def _same_padding(layer: keras.layers.Layer) -> list[list[int]]:
+    """tf.pad amounts (NHWC) that make a stride-1 VALID convolution answer as ``layer``'s
+    own padding does (none for ``"valid"``)."""
+    pads = [[0, 0]]
+    for size, rate in zip(layer.kernel_size, layer.dilation_rate, strict=True):
+        total = rate * (size - 1) if layer.padding == "same" else 0
+        pads.append([total // 2, total - total // 2])
+    return [*pads, [0, 0]]
+
+
+@keras.saving.register_keras_serializable(package="rcseg")
+class PaddedDilatedConv2D(keras.layers.Conv2D):
+    """Conv2D that pads explicitly and convolves VALID with the same dilation and weights."""
+
+    def convolution_op(self, inputs, kernel):
+        return tf.nn.conv2d(
+            tf.pad(inputs, _same_padding(self)),
+            kernel,
+            strides=1,
+            padding="VALID",
+            dilations=[1, *self.dilation_rate, 1],
+        )
+
+
+@keras.saving.register_keras_serializable(package="rcseg")
+class PaddedDilatedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """DepthwiseConv2D that pads explicitly and convolves VALID with the same dilation."""
+
+    def call(self, inputs):
+        # The raw op keeps the dilation an attribute (tf.nn.depthwise_conv2d would lower it to
+        # space-to-batch again).
+        outputs = tf.raw_ops.DepthwiseConv2dNative(
+            input=tf.pad(inputs, _same_padding(self)),
+            filter=self.kernel,
+            strides=[1, 1, 1, 1],
+            padding="VALID",
+            dilations=[1, *self.dilation_rate, 1],
+        )
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+_EXPLICIT = {
+    keras.layers.Conv2D: PaddedDilatedConv2D,
+    keras.layers.DepthwiseConv2D: PaddedDilatedDepthwiseConv2D,
+}
+
+
 # Depthwise convolutions (MobileNetV2's dilated blocks) keep the lowering: TensorFlow's
 # DepthwiseConv2dNative rejects dilations in float16 on CPUs and, depending on the build, on
 # GPUs; Conv2D's dilations run everywhere (oneDNN, Eigen, cuDNN), in every precision.
@@ -72,12 +125,24 @@ def optimize_for_inference(
 def with_native_dilation(model: keras.Model) -> keras.Model:
     """A copy of ``model`` whose stride-1 dilated convolutions use the native kernels; the
     weights are copied, so it answers what ``model`` answers."""
+    return _with_dilated_as(model, _NATIVE)
+
+
+def with_explicit_padding(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` whose stride-1 dilated convolutions (depthwise too) pad explicitly
+    and convolve VALID: the form ONNX Runtime runs. Same weights, same outputs."""
+    return _with_dilated_as(model, _EXPLICIT)
+
+
+def _with_dilated_as(model: keras.Model, classes: dict[type, type]) -> keras.Model:
+    """A copy of ``model`` with each stride-1 dilated layer of a type in ``classes`` rebuilt as
+    the class it maps to (from the same config; the weights copied)."""
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        native = _NATIVE.get(type(layer))
+        replacement = classes.get(type(layer))
         config = layer.get_config()
-        if native is not None and _dilated(layer):
-            return native.from_config(config)
+        if replacement is not None and _dilated(layer):
+            return replacement.from_config(config)
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)

@@ -15,7 +15,14 @@ What differs from the SavedModel contract (TFLite allows no more):
 - no ``metadata`` signature: ``<name>.json`` beside the model holds class names, palette,
   input size, output stride and resize mode;
 - ``--optimize float16`` stores weights as float16 (half the file; computed in float32 on
-  CPUs, in float16 by GPU delegates).
+  CPUs, in float16 by GPU delegates);
+- ``--optimize int8``: full-integer network (int8 weights and activations, calibrated on
+  frames of the run's training split) at one fixed network size, chosen for ``frame_size``
+  (480×640 by default); the onboard runner resizes the frame to it and the class map back
+  (sidecar ``"resize_in": "runner"``, :func:`training.export.onboard.runner_resize`). The
+  resizes in the model cost more than the int8 network saves (docs/performance.md), and the
+  converter would quantize the frame-size arithmetic. The top-k and softmax after the
+  network stay float32 (a few ops at the network size): quantized logits tie.
 
 On the vehicle (``pip install ai-edge-litert``, the TFLite runtime without TensorFlow)::
 
@@ -28,25 +35,38 @@ On the vehicle (``pip install ai-edge-litert``, the TFLite runtime without Tenso
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import keras
 import tensorflow as tf
 
-from client.contract import CLASS_MAP, CONFIDENCE, IMAGES, SEGMENT
-from training.config import TFLITE_OPTIMIZATIONS, TfliteOptions, default_of
-from training.export.saved_model import (
-    model_metadata,
-    save_serving_model,
-    serving_functions,
+from client.contract import IMAGES, SEGMENT
+from training.config import TFLITE_OPTIMIZATIONS, TfliteOptions, TrainConfig, default_of
+from training.export.onboard import (
+    check_output_path,
+    read_sidecar,  # noqa: F401 (re-exported: the TFLite sidecar's reader)
+    runner_resize,
+    sidecar,
+    sidecar_path,
+    verify_onboard,
+    write_model,
 )
-from training.export.verify import Checker, VerificationReport, verification_frames
+from training.export.saved_model import model_metadata, save_serving_model, serving_functions
+from training.export.verify import VerificationReport, real_frames
 from training.learning.run_folder import RunFolder
+from training.model.inference_graph import network_size, segment_frames
+
+REPRESENTATIVE_FRAMES = 64
+"""Training frames the int8 calibration runs (more changed nothing measurable)."""
+FLOAT_OPS = ("TOPK_V2", "EXP", "SUM", "DIV", "SUB")
+"""int8: the class map and confidence after the network, kept in float32 (selective
+quantization): quantized logits tie, and a quantized 1/Σexp divides by zero."""
 
 
 @dataclass
@@ -59,25 +79,41 @@ class TfliteReport:
     def text(self) -> str:
         head = (
             f"exported {self.path} ({self.size_bytes / 1e6:.1f} MB) and "
-            f"{self.path.with_suffix('.json').name} in {self.seconds:.1f} s"
+            f"{sidecar_path(self.path).name} in {self.seconds:.1f} s"
         )
         return f"{head}\n{self.verification.text()}"
 
 
 def convert_saved_model(
-    saved_model_dir: str | Path, optimize: str = default_of(TfliteOptions, "optimize")
+    saved_model_dir: str | Path,
+    optimize: str = default_of(TfliteOptions, "optimize"),
+    representative: Callable[[], Iterator[dict]] | None = None,
 ) -> bytes:
-    """The ``serving_default`` signature of a SavedModel as a TFLite flatbuffer."""
+    """The ``serving_default`` signature of a SavedModel as a TFLite flatbuffer; ``int8``
+    calibrates on ``representative()`` (dicts of ``images``)."""
     if optimize not in TFLITE_OPTIMIZATIONS:
         raise ValueError(f"optimize must be one of {TFLITE_OPTIMIZATIONS}, got {optimize!r}")
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(saved_model_dir), signature_keys=[SEGMENT.name]
     )
-    if optimize == "float16":
+    if optimize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if optimize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     try:
-        return converter.convert()
+        if optimize != "int8":
+            return converter.convert()
+        if representative is None:
+            raise ValueError("int8 needs representative frames")
+        converter.representative_dataset = representative
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=representative,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_ops=list(FLOAT_OPS)
+            ),
+        )
+        return debugger.get_nondebug_quantized_model()
     except Exception as error:  # the converter raises its own ConverterError and others
         raise RuntimeError(f"TFLite conversion of {saved_model_dir} failed: {error}") from error
 
@@ -91,16 +127,66 @@ def tflite_runner(model: bytes, num_threads: int | None = None):
     return interpreter.get_signature_runner(SEGMENT.name), interpreter
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        try:
-            f.write(data)
-        except BaseException:
-            os.unlink(f.name)
-            raise
-    os.chmod(f.name, 0o644)  # NamedTemporaryFile creates 0600; a model file is for sharing
-    os.replace(f.name, path)
+def fixed_network_size(config: TrainConfig, options: TfliteOptions) -> tuple[int, int]:
+    """(height, width) an int8 model runs at: the network size of ``options.frame_size``."""
+    size = network_size(
+        tf.constant(options.frame_size),
+        input_size=config.input_size,
+        output_stride=config.output_stride,
+        resize=options.resize,
+    )
+    return tuple(int(v) for v in size.numpy())
+
+
+def _representative(run: RunFolder, config: TrainConfig, size: tuple[int, int]):
+    """Calibration frames from the run's training split, resized as the runner resizes."""
+    frames = real_frames(run, config, REPRESENTATIVE_FRAMES, lists=("train.txt",))
+    if not frames:
+        raise FileNotFoundError(
+            f"{run.splits / 'train.txt'}: no training frame found under {config.data} "
+            "(int8 calibrates on the run's training split)"
+        )
+    pixels = [cv2.resize(f.pixels, size[::-1], interpolation=cv2.INTER_LINEAR) for f in frames]
+    return lambda: ({IMAGES: p[None]} for p in pixels)
+
+
+def tflite_flatbuffer(
+    run: RunFolder, config: TrainConfig, model: keras.Model, options: TfliteOptions
+) -> tuple[bytes, list[int | None]]:
+    """The converted model and its input shape (None: any size)."""
+    functions = serving_functions(model, model_metadata(config, options.resize))
+    representative, shape = None, [None, None, None, 3]
+    if options.optimize == "int8":
+        size = fixed_network_size(config, options)
+        shape = [1, *size, 3]
+
+        def fixed(images):  # the frame arrives at the network size: no resize in the graph
+            logits = lambda x: model(x, training=False)  # noqa: E731
+            return segment_frames(
+                logits, images, input_size=size, output_stride=config.output_stride,
+                resize="stretch",
+            )  # fmt: skip
+
+        functions = {SEGMENT.name: (fixed, tf.TensorSpec(shape, tf.uint8))}
+        representative = _representative(run, config, size)
+    with tempfile.TemporaryDirectory(prefix="tflite-export-") as staging:
+        save_serving_model(staging, {SEGMENT.name: functions[SEGMENT.name]})
+        return convert_saved_model(staging, options.optimize, representative), shape
+
+
+def _quantization(optimize: str, interpreter) -> dict | None:
+    if optimize == "float16":
+        return {"weights": "float16", "activations": "float32"}
+    if optimize != "int8":
+        return None
+    scale, zero_point = interpreter.get_input_details()[0]["quantization"]
+    return {
+        "weights": "int8",
+        "activations": "int8",
+        "float_ops": list(FLOAT_OPS),
+        # the model takes raw uint8 pixels and quantizes them itself: (0.0, 0) means none
+        "input": {"scale": scale, "zero_point": zero_point},
+    }
 
 
 def export_tflite(
@@ -109,66 +195,57 @@ def export_tflite(
     """Writes ``out`` (.tflite) and its ``.json`` sidecar once the model passes verification.
 
     ``options`` (default :class:`~training.config.TfliteOptions`) with ``changes`` to any of
-    its fields applied (``export_tflite(run, out, optimize="float16")``)."""
+    its fields applied (``export_tflite(run, out, optimize="int8")``)."""
     started = time.perf_counter()
     options = dataclasses.replace(options or TfliteOptions(), **changes)
-    resize, optimize = options.resize, options.optimize
-    out = Path(out)
-    if out.suffix != ".tflite":
-        raise ValueError(f"--out {out}: expected a file name ending in .tflite")
+    out = check_output_path(out, ".tflite")
     run = RunFolder(run_dir)
     config = run.read_config()
     model = run.load_model()
-    graph_options = dict(
-        input_size=config.input_size, output_stride=config.output_stride, resize=resize
-    )
-    functions = serving_functions(model, model_metadata(config, resize))
-    with tempfile.TemporaryDirectory(prefix="tflite-export-") as staging:
-        save_serving_model(staging, {SEGMENT.name: functions[SEGMENT.name]})
-        flatbuffer = convert_saved_model(staging, optimize)
+    flatbuffer, shape = tflite_flatbuffer(run, config, model, options)
 
-    segment, interpreter = tflite_runner(flatbuffer)
-    # Also with --optimize float16 the reference is the float32 model: TFLite folds batch norms
-    # into the convolutions before rounding weights, so no Keras model has the same weights.
-    checker = Checker({"float32": model}, graph_options=graph_options, precision="float32")
-    frames = verification_frames(run, config)
-    checker.raw_frames(frames, lambda pixels: segment(**{IMAGES: pixels}))
-    signature = interpreter.get_signature_list()[SEGMENT.name]
-    verification = checker.report(
-        min_agreement=options.min_agreement,
-        frames=frames,
-        signatures=[
-            (
-                SEGMENT.name,
-                ", ".join(signature["inputs"]) + " uint8 [?,?,?,3]",
-                ", ".join(sorted(signature["outputs"])) + " uint8 [?,?,?]",
-            )
-        ],
-        metadata=f"in {out.with_suffix('.json').name}",
-        notes=["weights stored as float16"] if optimize == "float16" else [],
+    signature_runner, interpreter = tflite_runner(flatbuffer)
+    segment = lambda pixels: signature_runner(**{IMAGES: pixels})  # noqa: E731
+    resize_in = "model"
+    notes = []
+    if options.optimize == "float16":
+        # TFLite folds batch norms before rounding weights: the reference is the float32 model.
+        notes.append("weights stored as float16")
+    if options.optimize == "int8":
+        segment, resize_in = runner_resize(segment, tuple(shape[1:3])), "runner"
+        notes.append(f"int8 network at {shape[1]}x{shape[2]}; frames resized by the runner")
+    dims = ",".join("?" if d is None else str(d) for d in shape)
+    verification = verify_onboard(
+        run,
+        config,
+        segment,
+        resize=options.resize,
+        min_agreement=options.agreement_floor,
+        model_text=f"uint8 [{dims}]",
+        notes=notes,
+        reference=model,
+        fixed_size=tuple(shape[1:3]) if resize_in == "runner" else None,
     )
     if not verification.passed:
-        raise RuntimeError(f"TFLite verification failed, nothing written:\n{verification.text()}")
-
-    sidecar = {
-        "model": out.name,
-        "run": str(run.path.resolve()),
-        "signature": SEGMENT.name,
-        "inputs": {IMAGES: "uint8 [N,H,W,3] RGB"},
-        "outputs": {CLASS_MAP: "uint8 [N,H,W]", CONFIDENCE: "uint8 [N,H,W]"},
-        **model_metadata(config, resize),
-        "optimize": optimize,
-        "verification": verification.to_json(),
-    }
-    _write_atomically(out, flatbuffer)
-    _write_atomically(out.with_suffix(".json"), (json.dumps(sidecar, indent=1) + "\n").encode())
+        raise RuntimeError(
+            f"TFLite verification failed, nothing written to {out}:\n{verification.text()}"
+        )
+    info = sidecar(
+        out,
+        run,
+        config,
+        resize=options.resize,
+        runtime="tflite",
+        optimize=options.optimize,
+        input_shape=shape,
+        resize_in=resize_in,
+        quantization=_quantization(options.optimize, interpreter),
+        verification=verification,
+    )
+    write_model(out, flatbuffer, info)
     return TfliteReport(
         path=out,
         size_bytes=len(flatbuffer),
         seconds=time.perf_counter() - started,
         verification=verification,
     )
-
-
-def read_sidecar(model_path: str | Path) -> dict:
-    return json.loads(Path(model_path).with_suffix(".json").read_text())

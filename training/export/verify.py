@@ -54,10 +54,16 @@ def _synthetic(height: int, width: int, seed: int) -> Frame:
     return Frame(f"synthetic {height}x{width}", synthetic_frame(height, width, seed))
 
 
-def real_frames(run: RunFolder, config: TrainConfig, count: int = 2) -> list[Frame]:
-    """The first ``count`` images of the run's validation list that exist on this machine."""
+def real_frames(
+    run: RunFolder,
+    config: TrainConfig,
+    count: int = 2,
+    lists: tuple[str, ...] = ("val.txt", "train.txt"),
+) -> list[Frame]:
+    """The first ``count`` images of the run's split ``lists`` (in that order) that exist on
+    this machine."""
     frames = []
-    for list_name in ("val.txt", "train.txt"):
+    for list_name in lists:
         path = run.splits / list_name
         ids = voc.read_split_list(path) if path.is_file() else []
         for sample_id in ids:
