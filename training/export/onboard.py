@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -52,6 +53,24 @@ def check_output_path(out: str | Path, suffix: str) -> Path:
     if out.is_dir():
         raise ValueError(f"--out {out}: is a folder")
     return out
+
+
+@dataclass
+class OnboardExportReport:
+    """What ``export-tflite`` and ``export-onnx`` wrote and how it verified (the CLI prints
+    ``text()``)."""
+
+    path: Path
+    size_bytes: int
+    seconds: float
+    verification: VerificationReport
+
+    def text(self) -> str:
+        head = (
+            f"exported {self.path} ({self.size_bytes / 1e6:.1f} MB) and "
+            f"{sidecar_path(self.path).name} in {self.seconds:.1f} s"
+        )
+        return f"{head}\n{self.verification.text()}"
 
 
 def sidecar_path(model_path: str | Path) -> Path:

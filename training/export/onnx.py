@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
@@ -28,33 +27,17 @@ import tensorflow as tf
 from client.contract import CLASS_MAP, CONFIDENCE, IMAGES, SEGMENT
 from training.config import OnnxOptions
 from training.export.onboard import (
+    OnboardExportReport,
     check_output_path,
     sidecar,
-    sidecar_path,
     verify_onboard,
     write_model,
 )
 from training.export.rewrites import with_explicit_padding
 from training.export.saved_model import model_metadata, serving_functions
-from training.export.verify import VerificationReport
 from training.learning.run_folder import RunFolder
 
 INPUT_SHAPE = [None, None, None, 3]
-
-
-@dataclass
-class OnnxReport:
-    path: Path
-    size_bytes: int
-    seconds: float
-    verification: VerificationReport
-
-    def text(self) -> str:
-        head = (
-            f"exported {self.path} ({self.size_bytes / 1e6:.1f} MB) and "
-            f"{sidecar_path(self.path).name} in {self.seconds:.1f} s"
-        )
-        return f"{head}\n{self.verification.text()}"
 
 
 def convert_to_onnx(function, opset: int) -> bytes:
@@ -111,7 +94,7 @@ def onnx_runner(model: bytes, num_threads: int | None = None):
 
 def export_onnx(
     run_dir: str | Path, out: str | Path, options: OnnxOptions | None = None, **changes
-) -> OnnxReport:
+) -> OnboardExportReport:
     """Writes ``out`` (.onnx) and its ``.json`` sidecar once ONNX Runtime's answers pass
     verification. ``options`` (default :class:`~training.config.OnnxOptions`) with ``changes``
     to any of its fields applied."""
@@ -153,7 +136,7 @@ def export_onnx(
         verification=verification,
     )
     write_model(out, onnx_model, info)
-    return OnnxReport(
+    return OnboardExportReport(
         path=out,
         size_bytes=len(onnx_model),
         seconds=time.perf_counter() - started,

@@ -39,7 +39,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -49,16 +48,16 @@ import tensorflow as tf
 from client.contract import IMAGES, SEGMENT
 from training.config import TFLITE_OPTIMIZATIONS, TfliteOptions, TrainConfig, default_of
 from training.export.onboard import (
+    OnboardExportReport,
     check_output_path,
     read_sidecar,  # noqa: F401 (re-exported: the TFLite sidecar's reader)
     runner_resize,
     sidecar,
-    sidecar_path,
     verify_onboard,
     write_model,
 )
 from training.export.saved_model import model_metadata, save_serving_model, serving_functions
-from training.export.verify import VerificationReport, real_frames
+from training.export.verify import real_frames
 from training.learning.run_folder import RunFolder
 from training.model.inference_graph import network_size, segment_frames
 
@@ -67,21 +66,6 @@ REPRESENTATIVE_FRAMES = 64
 FLOAT_OPS = ("TOPK_V2", "EXP", "SUM", "DIV", "SUB")
 """int8: the class map and confidence after the network, kept in float32 (selective
 quantization): quantized logits tie, and a quantized 1/Σexp divides by zero."""
-
-
-@dataclass
-class TfliteReport:
-    path: Path
-    size_bytes: int
-    seconds: float
-    verification: VerificationReport
-
-    def text(self) -> str:
-        head = (
-            f"exported {self.path} ({self.size_bytes / 1e6:.1f} MB) and "
-            f"{sidecar_path(self.path).name} in {self.seconds:.1f} s"
-        )
-        return f"{head}\n{self.verification.text()}"
 
 
 def convert_saved_model(
@@ -191,7 +175,7 @@ def _quantization(optimize: str, interpreter) -> dict | None:
 
 def export_tflite(
     run_dir: str | Path, out: str | Path, options: TfliteOptions | None = None, **changes
-) -> TfliteReport:
+) -> OnboardExportReport:
     """Writes ``out`` (.tflite) and its ``.json`` sidecar once the model passes verification.
 
     ``options`` (default :class:`~training.config.TfliteOptions`) with ``changes`` to any of
@@ -243,7 +227,7 @@ def export_tflite(
         verification=verification,
     )
     write_model(out, flatbuffer, info)
-    return TfliteReport(
+    return OnboardExportReport(
         path=out,
         size_bytes=len(flatbuffer),
         seconds=time.perf_counter() - started,
