@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +201,16 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(f.name, path)
 
 
-def write_model(out: Path, model: bytes, info: dict) -> None:
-    """The model, then its sidecar, each replaced atomically."""
+def write_model(
+    out: Path, model: bytes, info: dict, started: float, verification: VerificationReport
+) -> OnboardExportReport:
+    """The model, then its sidecar, each replaced atomically; the report of an export that
+    began at ``started`` (``time.perf_counter()``)."""
     _write_atomically(out, model)
     _write_atomically(sidecar_path(out), (json.dumps(info, indent=1) + "\n").encode())
+    return OnboardExportReport(
+        path=out,
+        size_bytes=len(model),
+        seconds=time.perf_counter() - started,
+        verification=verification,
+    )

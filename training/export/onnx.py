@@ -135,10 +135,4 @@ def export_onnx(
         quantization=None,
         verification=verification,
     )
-    write_model(out, onnx_model, info)
-    return OnboardExportReport(
-        path=out,
-        size_bytes=len(onnx_model),
-        seconds=time.perf_counter() - started,
-        verification=verification,
-    )
+    return write_model(out, onnx_model, info, started, verification)

@@ -226,10 +226,4 @@ def export_tflite(
         quantization=_quantization(options.optimize, interpreter),
         verification=verification,
     )
-    write_model(out, flatbuffer, info)
-    return OnboardExportReport(
-        path=out,
-        size_bytes=len(flatbuffer),
-        seconds=time.perf_counter() - started,
-        verification=verification,
-    )
+    return write_model(out, flatbuffer, info, started, verification)
