@@ -180,8 +180,11 @@ def main() -> int:
     optimized_xla = tf.function(lambda x: optimized_model(x, training=False), jit_compile=True)
 
     batch = image[None]
+    # The signature's inputs, its optional output size given (Python fills no defaults).
+    default_size = np.int32(contract.INPUT_DEFAULTS[contract.OUTPUT_SIZE])
+    inputs = {contract.IMAGES: batch, contract.OUTPUT_SIZE: default_size}
     paths = {
-        label: (lambda f=fn: f(**{contract.IMAGES: batch})[contract.CLASS_MAP].numpy())
+        label: (lambda f=fn: f(**inputs)[contract.CLASS_MAP].numpy())
         for label, fn in exports.items()
     }
     # What the edge client asks for by default: the class map alone (output_filter), which the
@@ -190,11 +193,11 @@ def main() -> int:
     pruned = load_version(
         contract.DEFAULT_MODEL_NAME, int(default_dir.name), default_dir
     ).outputs_of(contract.SEGMENT.name, [contract.CLASS_MAP])
-    paths["export (default), class map alone (output_filter)"] = lambda: pruned(
-        **{contract.IMAGES: batch}
-    )[contract.CLASS_MAP].numpy()
+    paths["export (default), class map alone (output_filter)"] = lambda: pruned(**inputs)[
+        contract.CLASS_MAP
+    ].numpy()
     paths["ONNX Runtime on the unoptimized export (tf2onnx)"] = lambda: session.run(
-        [contract.CLASS_MAP], {contract.IMAGES: batch}
+        [contract.CLASS_MAP], inputs
     )[0]
     paths[ONNX_NETWORK] = lambda: network_session.run(None, network_input)[0]
     paths["Keras model, tf.function, network only"] = lambda: keras_fn(normalized).numpy()

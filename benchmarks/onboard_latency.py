@@ -72,7 +72,7 @@ def variants(run, config, model, frame_size, threads, interpreter):
     """label → segment(frame [H,W,3]) → class map [H,W], for one backbone and frame size."""
     import tensorflow as tf
 
-    from client.contract import SEGMENT
+    from client.contract import INPUT_DEFAULTS, OUTPUT_SIZE, SEGMENT
     from training.config import TfliteOptions
     from training.export.onboard import runner_resize
     from training.export.onnx import convert_to_onnx, onnx_runner
@@ -89,7 +89,10 @@ def variants(run, config, model, frame_size, threads, interpreter):
     def tflite(flatbuffer):
         runner = interpreter(model_content=flatbuffer, num_threads=threads)
         signature = runner.get_signature_runner(SEGMENT.name)
-        return lambda frames: signature(images=frames)
+        extra = {}  # a model that resizes takes the maps' size; [[0, 0]]: the frame's
+        if OUTPUT_SIZE in signature.get_input_details():
+            extra[OUTPUT_SIZE] = np.int32(INPUT_DEFAULTS[OUTPUT_SIZE])
+        return lambda frames: signature(images=frames, **extra)
 
     found = {}
     for optimize in ("none", "float16", "int8"):
@@ -109,7 +112,7 @@ def variants(run, config, model, frame_size, threads, interpreter):
 
         with tempfile.TemporaryDirectory() as staging:
             save_serving_model(
-                staging, {SEGMENT.name: (graph, tf.TensorSpec([1, *at, 3], tf.uint8))}
+                staging, {SEGMENT.name: (graph, (tf.TensorSpec([1, *at, 3], tf.uint8),))}
             )
             calibration = _representative(run, config, at)
             return convert_saved_model(staging, optimize, calibration)

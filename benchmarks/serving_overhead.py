@@ -129,7 +129,14 @@ class InProcess:
 
     def run(self, signature: str, name: str, array: np.ndarray) -> Outcome:
         start = time.perf_counter()
-        outputs = self._signatures[signature](**{name: array})
+        # As the server's handler does: the optional output size filled in (its default).
+        function = self._signatures[signature]
+        defaults = {
+            key: value
+            for key, value in contract.INPUT_DEFAULTS.items()
+            if key in function.structured_input_signature[1]
+        }
+        outputs = function(**defaults, **{name: array})
         class_map, _ = outputs[contract.CLASS_MAP].numpy(), outputs[contract.CONFIDENCE].numpy()
         return Outcome((time.perf_counter() - start) * 1000, class_map)
 

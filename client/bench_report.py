@@ -133,6 +133,9 @@ def format_table(summary: Mapping[str, Any]) -> str:
         f"bytes/frame: request {_fmt_bytes(sizes['request'])}, "
         f"response {_fmt_bytes(sizes['response'])}"
     )
+    output_size = summary.get("settings", {}).get("output_size")
+    if output_size:
+        lines.append(f"maps at: {output_size[0]}x{output_size[1]} (output_size)")
     lines.append(f"dropped frames: {counts['dropped']}")
     lines.append(f"failed frames: {counts['failed']}")
     for message, count in summary.get("errors", {}).items():

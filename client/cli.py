@@ -305,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many failed frames in a row (the server is gone)",
     )
     bench.add_argument("--confidence", action="store_true", help="also fetch confidence maps")
+    bench.add_argument(
+        "--output-size",
+        type=_size,
+        metavar="HxW",
+        help="maps at a planner's resolution (e.g. 120x160), not at the frame's size",
+    )
     bench.add_argument("--out", type=Path, help="results file: .json or .csv (every frame)")
     bench.add_argument("--plot", type=Path, help="PNG with a latency histogram and timeline")
     bench.add_argument("--quiet", action="store_true", help="no progress line")
@@ -334,7 +340,9 @@ def _version(text: str | None) -> int | str | None:
     return int(text) if text is not None and text.isdigit() else text
 
 
-def _client(args: argparse.Namespace, workers: int) -> SegmentationClient:
+def _client(
+    args: argparse.Namespace, workers: int, output_size: tuple[int, int] | None = None
+) -> SegmentationClient:
     credentials = None
     if args.ca_cert is not None:
         credentials = grpc.ssl_channel_credentials(root_certificates=args.ca_cert.read_bytes())
@@ -347,6 +355,7 @@ def _client(args: argparse.Namespace, workers: int) -> SegmentationClient:
         timeout=args.timeout,
         credentials=credentials,
         workers=workers,
+        output_size=output_size,
     )
 
 
@@ -394,19 +403,26 @@ def _timing(result: StreamResult, started: float) -> FrameTiming:
 def _bench_segmenter(args: argparse.Namespace, stack: contextlib.ExitStack):
     """What ``bench`` measures: the onboard model alone (``--onboard``), the server
     (``--target``), or the server with failover to the onboard model (``--fallback``)."""
+
+    def onboard(path: Path) -> OnboardSegmenter:
+        model = OnboardSegmenter(path, threads=args.threads, output_size=args.output_size)
+        return stack.enter_context(model)
+
     if args.onboard is not None:
         if args.target:
             raise ValueError("--onboard measures the model alone: leave out --target")
-        return stack.enter_context(OnboardSegmenter(args.onboard, threads=args.threads))
+        return onboard(args.onboard)
     if not args.target:
         raise ValueError("give --target HOST:PORT (a model server) or --onboard M.tflite|M.onnx")
-    client = stack.enter_context(_client(args, workers=max(4, args.in_flight)))
+    workers = max(4, args.in_flight)
+    client = stack.enter_context(_client(args, workers, output_size=args.output_size))
     print(f"waiting for {args.model} on {', '.join(args.target)} …", file=sys.stderr)
     client.wait_until_ready(args.ready_timeout)
     if args.fallback is None:
         return client
-    onboard = stack.enter_context(OnboardSegmenter(args.fallback, threads=args.threads))
-    return stack.enter_context(FailoverSegmenter(client, onboard, budget=args.budget))
+    return stack.enter_context(
+        FailoverSegmenter(client, onboard(args.fallback), budget=args.budget)
+    )
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -444,6 +460,7 @@ def bench(args: argparse.Namespace) -> int:
         "model": args.model,
         "source": args.source,
         "frame_size": list(args.size) if args.source == "synthetic" else None,
+        "output_size": list(args.output_size) if args.output_size else None,
         "source_fps": fps,
         "transport": args.transport,
         "in_flight": args.in_flight,

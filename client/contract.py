@@ -6,7 +6,7 @@ standard library), the way TensorFlow spells its own in ``signature_constants``:
 
     >>> from client import contract
     >>> contract.SEGMENT.name, contract.SEGMENT.inputs, contract.SEGMENT.outputs
-    ('serving_default', ('images',), ('class_map', 'confidence'))
+    ('serving_default', ('images', 'output_size'), ('class_map', 'confidence'))
 
     versions = contract.version_folders("models/deeplabv3")  # {1: Path("models/deeplabv3/1")}
 """
@@ -41,6 +41,7 @@ an image that the gateway lets through is one the server accepts."""
 IMAGES = "images"
 JPEG = "jpeg"
 METADATA_REQUEST = "request"
+OUTPUT_SIZE = "output_size"
 CLASS_MAP = "class_map"
 CONFIDENCE = "confidence"
 CLASS_NAMES = "class_names"
@@ -48,24 +49,45 @@ PALETTE = "palette"
 INPUT_SIZE = "input_size"
 OUTPUT_STRIDE = "output_stride"
 
+INPUT_DEFAULTS: dict[str, tuple] = {OUTPUT_SIZE: ((0, 0),), METADATA_REQUEST: (0,)}
+"""What a request that leaves an optional input out gets (the SignatureDefs record these, TF
+Serving and the embedded server fill them; Python's loaded signature functions do not):
+``output_size`` ``[[0, 0]]`` is the frame's own size."""
+
 
 @dataclass(frozen=True)
 class Signature:
-    """A signature's name and the names of its input and output tensors."""
+    """A signature's name and the names of its input and output tensors; ``optional`` are the
+    inputs with a recorded default (a request may leave them out: TF Serving fills them)."""
 
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    optional: tuple[str, ...] = ()
 
 
-SEGMENT = Signature("serving_default", inputs=(IMAGES,), outputs=(CLASS_MAP, CONFIDENCE))
-"""uint8 RGB ``[N,H,W,3]`` → uint8 ``class_map`` and ``confidence`` ``[N,H,W]``."""
-SEGMENT_JPEG = Signature("segment_jpeg", inputs=(JPEG,), outputs=(CLASS_MAP, CONFIDENCE))
-"""Encoded JPEG or PNG strings ``[N]`` → the same outputs at each decoded image's size."""
+SEGMENT = Signature(
+    "serving_default",
+    inputs=(IMAGES, OUTPUT_SIZE),
+    outputs=(CLASS_MAP, CONFIDENCE),
+    optional=(OUTPUT_SIZE,),
+)
+"""uint8 RGB ``[N,H,W,3]`` → uint8 ``class_map`` and ``confidence`` ``[N,H,W]``; an optional
+int32 ``output_size`` ``[1,2]`` or ``[N,2]`` (rows alike, default ``[[0, 0]]``: the frame's
+size) asks for ``[N,h,w]`` maps instead. Exports from before it lack that input."""
+SEGMENT_JPEG = Signature(
+    "segment_jpeg",
+    inputs=(JPEG, OUTPUT_SIZE),
+    outputs=(CLASS_MAP, CONFIDENCE),
+    optional=(OUTPUT_SIZE,),
+)
+"""Encoded JPEG or PNG strings ``[N]`` → the same outputs at each decoded image's size (or at
+``output_size``)."""
 METADATA = Signature(
     "metadata",
     inputs=(METADATA_REQUEST,),
     outputs=(CLASS_NAMES, PALETTE, INPUT_SIZE, OUTPUT_STRIDE),
+    optional=(METADATA_REQUEST,),
 )
 """int32 ``[N]`` (a recorded default ``[0]``) → the model's classes, colours and sizes."""
 

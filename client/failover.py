@@ -83,6 +83,11 @@ class FailoverSegmenter:
     ):
         if budget <= 0 or probe_interval <= 0:
             raise ValueError(f"budget ({budget}) and probe_interval ({probe_interval}) must be > 0")
+        if remote.output_size != onboard.output_size:  # a planner gets one size of map
+            raise ValueError(
+                f"the remote client's output_size {remote.output_size} and the onboard model's "
+                f"{onboard.output_size} differ: give both the planner's size"
+            )
         self.remote = remote
         self.onboard = onboard
         self.budget = budget

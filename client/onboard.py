@@ -36,7 +36,7 @@ from client import contract
 from client.errors import ClientClosed, ClientError, InvalidResponse
 from client.palette import ColorOrder
 from client.results import ModelMetadata, Segmentation, StageTimings
-from client.segmentation_client import check_frame
+from client.segmentation_client import check_frame, check_output_size, map_size
 
 RUNTIMES = {".tflite": "LiteRT", ".onnx": "ONNX Runtime"}
 """Model file suffix → the runtime that runs it."""
@@ -205,10 +205,10 @@ class _LiteRt:
         self.inputs = {name: d["dtype"] for name, d in self._runner.get_input_details().items()}
         self.outputs = tuple(self._runner.get_output_details())
 
-    def run(self, images: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
         # The runner resizes the interpreter to a new frame size (a re-allocation, once per size)
         # and computes every output anyway.
-        return self._runner(**{contract.IMAGES: images})
+        return self._runner(**inputs)
 
 
 class _OnnxRuntime:
@@ -238,8 +238,8 @@ class _OnnxRuntime:
         }
         self.outputs = tuple(o.name for o in self._session.get_outputs())
 
-    def run(self, images: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        values = self._session.run(list(outputs), {contract.IMAGES: images})
+    def run(self, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        values = self._session.run(list(outputs), inputs)
         return dict(zip(outputs, values, strict=True))
 
 
@@ -251,7 +251,10 @@ class OnboardSegmenter:
     delegate and ONNX Runtime's intra-op pool). ``xnnpack=False`` runs LiteRT's reference
     kernels instead (to measure the delegate). ``providers`` are ONNX Runtime's execution
     providers, in order of preference (``["CUDAExecutionProvider", "CPUExecutionProvider"]``
-    on a Jetson). One interpreter runs one frame at a time: ``workers`` is 1.
+    on a Jetson). One interpreter runs one frame at a time: ``workers`` is 1. ``output_size``
+    (height, width) gives the maps at a planner's resolution, as the remote client's does: a
+    model that takes an ``output_size`` resizes its logits straight to it, the int8 runner
+    resizes the network's map to it, an export from before the input resizes its map.
     """
 
     workers = 1
@@ -263,6 +266,7 @@ class OnboardSegmenter:
         threads: int | None = None,
         xnnpack: bool = True,
         providers: Sequence[str] | None = None,
+        output_size: tuple[int, int] | None = None,
     ):
         path = Path(model_path)
         if path.suffix not in RUNTIMES:
@@ -275,12 +279,14 @@ class OnboardSegmenter:
         self.path = path
         self.runtime = RUNTIMES[path.suffix]
         self.threads = threads
+        self.output_size = check_output_size(output_size)
         self.sidecar = Sidecar.read(path)
         if path.suffix == ".tflite":
             self._model: _LiteRt | _OnnxRuntime = _LiteRt(path, threads, xnnpack)
         else:
             self._model = _OnnxRuntime(path, threads, providers)
         self._check_names()
+        self._takes_output_size = contract.OUTPUT_SIZE in self._model.inputs
         self._lock = threading.Lock()
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onboard")
@@ -327,18 +333,22 @@ class OnboardSegmenter:
         if self._closed:
             raise ClientClosed(f"the onboard model {self.path} is closed")
         check_frame(frame, color)
-        size = frame.shape[:2]
-        network_size = self.sidecar.network_size or size
-        if network_size != size:
+        size = map_size(frame.shape[:2], self.output_size)
+        network_size = self.sidecar.network_size or frame.shape[:2]
+        if network_size != frame.shape[:2]:
             frame = cv2.resize(frame, network_size[::-1], interpolation=cv2.INTER_LINEAR)
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if color == "bgr" else frame
-        images = np.ascontiguousarray(rgb)[np.newaxis]
+        inputs = {contract.IMAGES: np.ascontiguousarray(rgb)[np.newaxis]}
+        answered_size = network_size
+        if self._takes_output_size:  # the model resizes its logits to the maps' size
+            inputs[contract.OUTPUT_SIZE] = np.int32([size if self.output_size else (0, 0)])
+            answered_size = size
         wanted = contract.SEGMENT.outputs if confidence else (contract.CLASS_MAP,)
         prepared = time.perf_counter()
         with self._lock:
-            outputs = self._model.run(images, wanted)
+            outputs = self._model.run(inputs, wanted)
         inferred = time.perf_counter()
-        arrays = {name: self._output(outputs, name, network_size, size) for name in wanted}
+        arrays = {name: self._output(outputs, name, answered_size, size) for name in wanted}
         classes = len(self.sidecar.metadata.class_names)
         if arrays[contract.CLASS_MAP].max(initial=0) >= classes:
             raise InvalidResponse(
@@ -361,19 +371,20 @@ class OnboardSegmenter:
         self,
         outputs: dict[str, np.ndarray],
         name: str,
-        network_size: tuple[int, int],
+        answered_size: tuple[int, int],
         size: tuple[int, int],
     ) -> np.ndarray:
-        """Output ``name`` checked, at the frame's ``size`` (class ids and confidence are not
-        interpolated: nearest neighbour), read-only as the remote client's answers."""
+        """Output ``name`` checked, then resized from ``answered_size`` to the maps' ``size``
+        (class ids and confidence are not interpolated: nearest neighbour), read-only as the
+        remote client's answers."""
         array = outputs[name]
-        if array.dtype != np.uint8 or array.shape != (1, *network_size):
+        if array.dtype != np.uint8 or array.shape != (1, *answered_size):
             raise InvalidResponse(
                 f"{self.path.name}: output {name!r} is {array.dtype} {list(array.shape)}, "
-                f"expected uint8 [1, {network_size[0]}, {network_size[1]}] for this frame"
+                f"expected uint8 [1, {answered_size[0]}, {answered_size[1]}] for this frame"
             )
         array = array[0]
-        if network_size != size:
+        if answered_size != size:
             array = cv2.resize(array, size[::-1], interpolation=cv2.INTER_NEAREST)
         array.flags.writeable = False  # as the remote client's answers
         return array

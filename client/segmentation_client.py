@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -116,6 +117,35 @@ def check_frame(frame: object, color: str) -> None:
         raise InvalidFrame(f"frame must be H×W×3 with H, W > 0, got shape {frame.shape}")
 
 
+def check_output_size(output_size: object) -> tuple[int, int] | None:
+    """``output_size`` as (height, width) of positive ints, or None (maps at the frame's size);
+    ValueError naming what came otherwise."""
+    if output_size is None:
+        return None
+    try:
+        height, width = (operator.index(v) for v in output_size)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"output_size must be (height, width) in pixels or None, got {output_size!r}"
+        ) from None
+    if height < 1 or width < 1:
+        raise ValueError(f"output_size must be at least 1×1 pixels, got {height}×{width}")
+    return height, width
+
+
+def map_size(frame_size: tuple[int, int], output_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The size the maps of a ``frame_size`` frame come at: ``output_size``, which the servers
+    refuse larger than the frame (InvalidFrame here, before anything is sent), or the frame's."""
+    if output_size is None:
+        return frame_size
+    if output_size[0] > frame_size[0] or output_size[1] > frame_size[1]:
+        raise InvalidFrame(
+            f"output_size {output_size[0]}×{output_size[1]} is larger than the frame "
+            f"({frame_size[0]}×{frame_size[1]}): the maps come at most at the frame's size"
+        )
+    return output_size
+
+
 class SegmentationClient:
     """A client for the ``deeplabv3`` model (``contract.DEFAULT_MODEL_NAME``, or ``model``) on
     one or more servers.
@@ -129,7 +159,10 @@ class SegmentationClient:
     server's latest. ``timeout`` is each call's deadline in seconds, retries included.
     ``credentials`` (``grpc.ssl_channel_credentials(...)``) switches to TLS. ``options`` are
     extra gRPC channel options; they override ours. ``workers`` is how many ``segment_async``
-    calls run at once (a stream keeps at most that many frames in flight).
+    calls run at once (a stream keeps at most that many frames in flight). ``output_size``
+    (height, width) asks for the maps at a planner's resolution (e.g. ``(120, 160)``): the
+    server resizes its logits straight to it, which costs it less and sends fewer bytes than
+    maps at the frame's size (exports from before the ``output_size`` input refuse it).
 
     While no server is ready a call waits for one (gRPC reconnects within a second of a server
     coming back) until its deadline: a vehicle rides through a server restart or a Wi-Fi gap.
@@ -152,6 +185,7 @@ class SegmentationClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         workers: int = 4,
         connect_timeout: float | None = None,
+        output_size: tuple[int, int] | None = None,
     ):
         if transport not in TRANSPORTS:
             choices = " or ".join(f'"{name}"' for name in TRANSPORTS)
@@ -171,6 +205,7 @@ class SegmentationClient:
         self.retry = retry
         self.workers = workers
         self.connect_timeout = connect_timeout
+        self.output_size = check_output_size(output_size)
         self._uses_tls = credentials is not None
         self._credentials = credentials
         settings = channel_options(retry, options)
@@ -393,12 +428,14 @@ class SegmentationClient:
         timeout: float | None = None,
     ) -> Segmentation:
         """The class map of one frame (H×W×3 uint8; ``color`` says its channel order: OpenCV
-        gives BGR). The server resizes; the class map comes back at the frame's H×W."""
+        gives BGR). The server resizes; the class map comes back at the frame's H×W (or at
+        ``output_size``)."""
         started = time.perf_counter()
         check_frame(frame, color)
+        size = map_size(frame.shape[:2], self.output_size)
         signature = TRANSPORTS[self.transport]
         inputs = {signature.inputs[0]: self._encode_frame(frame, color)}
-        return self._segment(signature.name, inputs, frame.shape[:2], confidence, timeout, started)
+        return self._segment(signature.name, inputs, size, confidence, timeout, started)
 
     def segment_encoded(
         self,
@@ -413,11 +450,10 @@ class SegmentationClient:
         from its header, against which the answer is checked."""
         if not isinstance(image, bytes) or not image:
             raise InvalidFrame(f"image must be non-empty bytes, got {type(image).__name__}")
+        size = map_size(tuple(size), self.output_size)
         inputs = {contract.JPEG: [image]}
         started = time.perf_counter()
-        return self._segment(
-            contract.SEGMENT_JPEG.name, inputs, tuple(size), confidence, timeout, started
-        )
+        return self._segment(contract.SEGMENT_JPEG.name, inputs, size, confidence, timeout, started)
 
     def _segment(
         self,
@@ -429,6 +465,8 @@ class SegmentationClient:
         started: float,
     ) -> Segmentation:
         wanted = [contract.CLASS_MAP, contract.CONFIDENCE] if confidence else [contract.CLASS_MAP]
+        if self.output_size is not None:  # left out otherwise: older exports lack the input
+            inputs[contract.OUTPUT_SIZE] = np.array([self.output_size], np.int32)
         payload = wire.encode_predict_request(self._spec(signature), inputs, wanted)
         sent = time.perf_counter()
         answer = self._call(self._predict, payload, timeout)
@@ -475,7 +513,7 @@ class SegmentationClient:
         return rgb[np.newaxis]
 
     def _output(
-        self, response: pb.PredictResponse, name: str, frame_size: tuple[int, int]
+        self, response: pb.PredictResponse, name: str, map_size: tuple[int, int]
     ) -> np.ndarray:
         if name not in response.outputs:
             raise InvalidResponse(
@@ -485,9 +523,9 @@ class SegmentationClient:
             array = wire.decode_tensor(response.outputs[name], name)
         except wire.WireError as error:
             raise InvalidResponse(str(error)) from None
-        if array.shape != (1, *frame_size) or array.dtype != np.uint8:
+        if array.shape != (1, *map_size) or array.dtype != np.uint8:
             raise InvalidResponse(
                 f"output {name!r} is {array.dtype} {list(array.shape)}, expected uint8 "
-                f"[1, {frame_size[0]}, {frame_size[1]}] for this frame"
+                f"[1, {map_size[0]}, {map_size[1]}] for this frame"
             )
         return array[0]

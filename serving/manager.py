@@ -19,7 +19,7 @@ its labels switch at once.
     manager = ModelManager(read_model_config("models/models.config"), poll_seconds=2)
     manager.start()
     with manager.serving("deeplabv3") as version:  # the newest available version
-        version.signatures["serving_default"](images=frames)
+        version.signatures["serving_default"](images=frames, output_size=[[0, 0]])
 """
 
 from __future__ import annotations

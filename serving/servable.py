@@ -5,9 +5,10 @@ runtime. The SignatureDefs come from ``saved_model.pb`` itself, so input names, 
 shapes and defaults are exactly what TF Serving would see.
 
     version = load_version("deeplabv3", 3, Path("models/deeplabv3/3"))
+    inputs = {"images": frames, "output_size": [[0, 0]]}  # as checked, defaults filled
     with version.in_flight():
-        outputs = version.signatures["serving_default"](images=frames)
-        class_map = version.outputs_of("serving_default", ["class_map"])(images=frames)
+        outputs = version.signatures["serving_default"](**inputs)
+        class_map = version.outputs_of("serving_default", ["class_map"])(**inputs)
 
 Like TF Serving, which runs the session for the requested fetches only, a request that asks for
 some of a signature's outputs (``output_filter``) runs only the ops they need:

@@ -61,3 +61,14 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     if made.returncode != 0:
         pytest.skip(f"openssl could not make a test certificate: {made.stderr.decode()[-200:]}")
     return key, cert
+
+
+def call_signature(function, **inputs) -> dict:
+    """A loaded SavedModel signature called as TF Serving calls it: optional inputs left out get
+    the contract's defaults (Python's signature functions do not fill a SignatureDef's)."""
+    from client import contract
+
+    for name in function.structured_input_signature[1]:
+        if name not in inputs and name in contract.INPUT_DEFAULTS:
+            inputs[name] = contract.INPUT_DEFAULTS[name]
+    return function(**inputs)

@@ -77,11 +77,15 @@ def test_the_three_signatures_with_their_input_and_output_names():
         "segment_jpeg": contract.SEGMENT_JPEG,
         "metadata": contract.METADATA,
     }
-    assert contract.SEGMENT.inputs == ("images",)
+    assert contract.SEGMENT.inputs == ("images", "output_size")
     assert contract.SEGMENT.outputs == ("class_map", "confidence")
-    assert contract.SEGMENT_JPEG.inputs == ("jpeg",)
+    assert contract.SEGMENT_JPEG.inputs == ("jpeg", "output_size")
     assert contract.SEGMENT_JPEG.outputs == ("class_map", "confidence")
     assert contract.METADATA.inputs == ("request",)
+    # Optional inputs have a recorded default: a request may leave them out.
+    assert contract.SEGMENT.optional == contract.SEGMENT_JPEG.optional == ("output_size",)
+    assert contract.METADATA.optional == ("request",)
+    assert set(contract.INPUT_DEFAULTS) == {"output_size", "request"}
     assert contract.METADATA.outputs == ("class_names", "palette", "input_size", "output_stride")
 
 

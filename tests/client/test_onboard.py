@@ -114,6 +114,25 @@ def test_a_runner_resize_sidecar_feeds_the_model_its_network_size(tflite_model, 
     assert np.array_equal(result.class_map, expected)
 
 
+def test_output_size_as_the_server_gives_it(model, int8_model, target, frames):
+    planner = (24, 32)
+    with (
+        OnboardSegmenter(model, output_size=planner) as small,
+        OnboardSegmenter(int8_model, output_size=planner) as int8,
+        SegmentationClient(target, output_size=planner) as remote,
+    ):
+        assert small._takes_output_size, "float exports resize their logits to output_size"
+        assert not int8._takes_output_size, "int8's runner resizes its fixed-size map"
+        for frame in frames:
+            mine = small.segment(frame, confidence=True)
+            assert mine.class_map.shape == mine.confidence.shape == planner
+            equal = np.mean(mine.class_map == remote.segment(frame).class_map)
+            assert equal >= 0.97, f"{model.name}: {equal:.2%} of pixels as the server's"
+            assert int8.segment(frame).class_map.shape == planner
+        with pytest.raises(InvalidFrame, match="larger than the frame"):
+            small.segment(frames[0][:10, :10])
+
+
 def test_the_sidecar_format_is_the_exporters(tflite_model):
     from client import onboard
     from training.export import onboard as exporter

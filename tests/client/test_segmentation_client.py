@@ -20,10 +20,11 @@ from client import (
     SegmentationClient,
     ServerUnavailable,
     TlsMismatch,
+    wire,
 )
 from client.errors import ClientClosed, InvalidResponse, SignatureMismatch
 from client.stream import LatestFrameSource, SegmentationStream
-from tests.helpers import free_port, self_signed_certificate
+from tests.helpers import call_signature, free_port, self_signed_certificate
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def frame_bgr(synth_root) -> np.ndarray:
 
 def reference(saved_model, rgb: np.ndarray) -> dict[str, np.ndarray]:
     """What the SavedModel's serving_default answers for one RGB frame."""
-    outputs = saved_model.signatures["serving_default"](images=rgb[np.newaxis])
+    outputs = call_signature(saved_model.signatures["serving_default"], images=rgb[np.newaxis])
     return {name: value.numpy()[0] for name, value in outputs.items()}
 
 
@@ -71,7 +72,9 @@ def test_color_order_is_converted_for_bgr_and_kept_for_rgb(target, saved_model, 
 def test_jpeg_transport_matches_the_saved_model_on_the_same_bytes(target, saved_model, frame_bgr):
     ok, jpeg = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
     assert ok
-    expected = saved_model.signatures["segment_jpeg"](jpeg=np.array([jpeg.tobytes()]))
+    expected = call_signature(
+        saved_model.signatures["segment_jpeg"], jpeg=np.array([jpeg.tobytes()])
+    )
     with SegmentationClient(target, transport="jpeg", jpeg_quality=80) as client:
         result = client.segment(frame_bgr, confidence=True)
         rgb_result = client.segment(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), color="rgb")
@@ -79,6 +82,54 @@ def test_jpeg_transport_matches_the_saved_model_on_the_same_bytes(target, saved_
     np.testing.assert_array_equal(result.confidence, expected["confidence"].numpy()[0])
     np.testing.assert_array_equal(rgb_result.class_map, result.class_map)
     assert result.request_bytes < frame_bgr.nbytes / 4  # the point of the JPEG transport
+
+
+@pytest.mark.parametrize("transport", ["raw", "jpeg"])
+def test_output_size_gives_the_maps_at_the_planners_size(target, saved_model, frame_bgr, transport):
+    height, width = frame_bgr.shape[0] // 4, frame_bgr.shape[1] // 4
+    with SegmentationClient(target, transport=transport) as full_size:
+        full = full_size.segment(frame_bgr, confidence=True)
+    with SegmentationClient(target, transport=transport, output_size=(height, width)) as client:
+        small = client.segment(frame_bgr, confidence=True)
+    assert small.class_map.shape == small.confidence.shape == (height, width)
+    assert small.response_bytes < full.response_bytes / 10  # 1/16 of the pixels
+    if transport == "raw":  # the signature's answer at that size, through the real server
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        expected = saved_model.signatures["serving_default"](
+            images=rgb[np.newaxis], output_size=[[height, width]]
+        )
+        np.testing.assert_array_equal(small.class_map, expected["class_map"].numpy()[0])
+
+
+def test_a_bad_output_size_is_named_by_the_client_and_by_the_server(target, frame_bgr):
+    for bad in [(0, 10), (10,), ("a", 3), 5]:
+        with pytest.raises(ValueError, match="output_size"):
+            SegmentationClient(target, output_size=bad)
+    larger = (frame_bgr.shape[0] + 1, frame_bgr.shape[1])
+    with (
+        SegmentationClient(target, output_size=larger) as client,
+        pytest.raises(InvalidFrame, match="larger than the frame"),
+    ):
+        client.segment(frame_bgr)
+    # The server's own check, for a client that does not check: INVALID_ARGUMENT, named.
+    channel = grpc.insecure_channel(target)
+    predict = channel.unary_unary(
+        wire.PREDICT_METHOD,
+        request_serializer=lambda r: r.SerializeToString(),
+        response_deserializer=wire.pb.PredictResponse.FromString,
+    )
+    request = wire.predict_request(
+        wire.model_spec("deeplabv3"),
+        {"images": frame_bgr[None], "output_size": np.int32([larger])},
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        predict(request, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "output_size must be [0, 0]" in refused.value.details()
+    assert "for a frame of (height, width)" in refused.value.details()
+    request.inputs["output_size"].CopyFrom(wire.encode_tensor(np.int32([[4, 4]])))
+    assert predict(request, timeout=30).outputs["class_map"].tensor_shape.dim[1].size == 4
+    channel.close()
 
 
 @pytest.mark.parametrize("shape", [(37, 53), (64, 48), (1, 1), (1080, 1920)])

@@ -19,7 +19,7 @@ from client.palette import voc_colormap
 from serving.gateway.app import create_app
 from serving.gateway.images import run_length
 from serving.gateway.settings import GatewaySettings
-from tests.helpers import free_port, self_signed_certificate
+from tests.helpers import call_signature, free_port, self_signed_certificate
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,9 @@ def jpeg(synth_root) -> bytes:
 
 @pytest.fixture(scope="module")
 def reference(saved_model_of_served, jpeg) -> np.ndarray:
-    outputs = saved_model_of_served.signatures["segment_jpeg"](jpeg=np.array([jpeg]))
+    outputs = call_signature(
+        saved_model_of_served.signatures["segment_jpeg"], jpeg=np.array([jpeg])
+    )
     return outputs["class_map"].numpy()[0]
 
 
@@ -126,7 +128,9 @@ def test_a_multi_picture_jpeg_from_a_phone_is_segmented(http, jpeg, saved_model_
     mpo = buffer.getvalue()
     response = http.post("/v1/segment", content=mpo, headers={"Content-Type": "image/jpeg"})
     assert response.status_code == 200, response.text
-    expected = saved_model_of_served.signatures["segment_jpeg"](jpeg=np.array([mpo]))
+    expected = call_signature(
+        saved_model_of_served.signatures["segment_jpeg"], jpeg=np.array([mpo])
+    )
     np.testing.assert_array_equal(
         np.array(Image.open(io.BytesIO(response.content))), expected["class_map"].numpy()[0]
     )
@@ -323,7 +327,9 @@ def test_phone_photos_are_segmented_as_people_see_them(http, saved_model_of_serv
     stored.save(out, format="JPEG", quality=95, exif=exif.tobytes())
     tagged = out.getvalue()
     upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(tagged))).convert("RGB"))
-    expected = saved_model_of_served.signatures["serving_default"](images=upright[None])
+    expected = call_signature(
+        saved_model_of_served.signatures["serving_default"], images=upright[None]
+    )
     for format in ("png", "overlay"):
         response = http.post(f"/v1/segment?format={format}", content=tagged,
                              headers={"Content-Type": "image/jpeg"})  # fmt: skip

@@ -93,8 +93,21 @@ def _grpc_outputs(predict, signature: str, name: str, values) -> dict[str, np.nd
     return {k: tf.make_ndarray(v) for k, v in predict(request).outputs.items()}
 
 
+DEFAULT_SIZE = [0, 0]  # output_size [0, 0]: the maps at the frame's size
+
+
+def _columns(images, name: str = "images") -> dict:
+    """An ``inputs`` object naming every input: TF Serving's JSON reader fills no defaults."""
+    return {name: images, "output_size": [DEFAULT_SIZE]}
+
+
+def _rows(frames, name: str = "images") -> list[dict]:
+    """``instances`` as objects, one ``output_size`` row per frame (it has the batch axis)."""
+    return [{name: frame, "output_size": DEFAULT_SIZE} for frame in frames]
+
+
 def _still_answers(http) -> None:
-    answer = http.post(f"{MODEL}:predict", json={"instances": _frames(1, 8, 8).tolist()})
+    answer = http.post(f"{MODEL}:predict", json={"instances": _rows(_frames(1, 8, 8).tolist())})
     assert answer.status_code == 200, answer.text
     assert np.array(answer.json()["predictions"][0]["class_map"]).shape == (8, 8)
 
@@ -134,39 +147,67 @@ def test_metadata_is_the_signature_def_map_as_json(http, server):
 def test_predict_rows_and_columns_answer_what_grpc_answers(http, grpc_predict):
     frames = _frames(2, 37, 53)
     expected = _grpc_outputs(grpc_predict, "serving_default", "images", frames)
-    rows = http.post(f"{MODEL}:predict", json={"instances": frames.tolist()})
+    rows = http.post(f"{MODEL}:predict", json={"instances": _rows(frames.tolist())})
     assert rows.status_code == 200, rows.text
     predictions = rows.json()["predictions"]
     assert len(predictions) == 2 and set(predictions[0]) == {"class_map", "confidence"}
     for name in ("class_map", "confidence"):
         got = np.array([row[name] for row in predictions])
         np.testing.assert_array_equal(got, expected[name])
-    for body in ({"inputs": {"images": frames.tolist()}}, {"inputs": frames.tolist()}):
-        columns = http.post(f"{MODEL}:predict", json=body)
-        assert columns.status_code == 200, columns.text
-        outputs = columns.json()["outputs"]
-        for name in ("class_map", "confidence"):
-            np.testing.assert_array_equal(np.array(outputs[name]), expected[name])
+    columns = http.post(f"{MODEL}:predict", json={"inputs": _columns(frames.tolist())})
+    assert columns.status_code == 200, columns.text
+    outputs = columns.json()["outputs"]
+    for name in ("class_map", "confidence"):
+        np.testing.assert_array_equal(np.array(outputs[name]), expected[name])
     for path in (f"{MODEL}/versions/1:predict", f"{MODEL}/labels/stable:predict"):
-        assert http.post(path, json={"inputs": frames.tolist()}).status_code == 200
+        body = {"inputs": _columns(frames.tolist())}
+        assert http.post(path, json=body).status_code == 200
+    # TF Serving's JSON reader takes a plain list only for a signature of one input: REST
+    # calls name their inputs (and output_size, which its JSON reader may not fill in).
+    for body, message in (
+        ({"instances": frames.tolist()}, "instances is a plain list, but expecting list of"),
+        ({"inputs": frames.tolist()}, "inputs is a plain value/list, but expecting an object"),
+    ):
+        answer = http.post(f"{MODEL}:predict", json=body)
+        assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+
+
+def test_output_size_over_rest(http, grpc_predict):
+    frames = _frames(1, 60, 80)
+    body = {"inputs": {"images": frames.tolist(), "output_size": [[15, 20]]}}
+    answer = http.post(f"{MODEL}:predict", json=body)
+    assert answer.status_code == 200, answer.text
+    assert np.array(answer.json()["outputs"]["class_map"]).shape == (1, 15, 20)
+    body["inputs"]["output_size"] = [[61, 80]]
+    refused = http.post(f"{MODEL}:predict", json=body)
+    assert refused.status_code == 400 and "output_size must be [0, 0]" in refused.json()["error"]
+    _still_answers(http)
 
 
 def test_segment_jpeg_takes_b64_bytes(http, grpc_predict):
     jpegs = [_jpeg(_frames(1, 60, 80, seed)[0]) for seed in (1, 2)]
     expected = _grpc_outputs(grpc_predict, "segment_jpeg", "jpeg", jpegs)["class_map"]
     for body in (
-        {"signature_name": "segment_jpeg", "instances": [_b64(j) for j in jpegs]},
-        {"signature_name": "segment_jpeg", "instances": [{"jpeg": _b64(j)} for j in jpegs]},
+        {"signature_name": "segment_jpeg", "instances": _rows([_b64(j) for j in jpegs], "jpeg")},
+        {"signature_name": "segment_jpeg", "inputs": _columns([_b64(j) for j in jpegs], "jpeg")},
     ):
         answer = http.post(f"{MODEL}:predict", json=body)
         assert answer.status_code == 200, answer.text
-        got = [row["class_map"] for row in answer.json()["predictions"]]
+        doc = answer.json()
+        got = (
+            doc["outputs"]["class_map"]
+            if "outputs" in doc
+            else [row["class_map"] for row in doc["predictions"]]
+        )
         np.testing.assert_array_equal(np.array(got), expected)
     # absl's decoder takes base64 without padding, and with `base64`'s line breaks.
     unpadded = _b64(jpegs[0])["b64"].rstrip("=")
     wrapped = base64.encodebytes(jpegs[1]).decode()
     assert "\n" in wrapped.strip()
-    columns = {"signature_name": "segment_jpeg", "inputs": [{"b64": unpadded}, {"b64": wrapped}]}
+    columns = {
+        "signature_name": "segment_jpeg",
+        "inputs": _columns([{"b64": unpadded}, {"b64": wrapped}], "jpeg"),
+    }
     answer = http.post(f"{MODEL}:predict", json=columns)
     assert answer.status_code == 200, answer.text
     np.testing.assert_array_equal(np.array(answer.json()["outputs"]["class_map"]), expected)
@@ -210,7 +251,7 @@ BAD_CALLS = {
     ),
     "no inputs": ("POST", f"{MODEL}:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
     "rows and columns": (
-        "POST", f"{MODEL}:predict", {"instances": FRAME, "inputs": FRAME}, 400,
+        "POST", f"{MODEL}:predict", {"instances": _rows(FRAME), "inputs": _columns(FRAME)}, 400,
         "expecting only one of 'inputs' or 'instances' keys",
     ),
     "instances not a list": (
@@ -218,74 +259,78 @@ BAD_CALLS = {
     ),
     "no instances": ("POST", f"{MODEL}:predict", {"instances": []}, 400, "No values in"),
     "a signature name that is no string": (
-        "POST", f"{MODEL}:predict", {"signature_name": 1, "inputs": FRAME}, 400,
+        "POST", f"{MODEL}:predict", {"signature_name": 1, "inputs": _columns(FRAME)}, 400,
         "'signature_name' key must be a string value",
     ),
     "strings for uint8": (
-        "POST", f"{MODEL}:predict", {"instances": [[[["a", "b", "c"]]]]}, 400,
+        "POST", f"{MODEL}:predict", {"instances": _rows([[[["a", "b", "c"]]]])}, 400,
         'JSON Value: "a" Type: String is not of expected type: uint8',
     ),
     "fractions for uint8": (
-        "POST", f"{MODEL}:predict", {"inputs": [[[[0.5, 1, 2]]]]}, 400,
+        "POST", f"{MODEL}:predict", {"inputs": _columns([[[[0.5, 1, 2]]]])}, 400,
         "JSON Value: 0.5 Type: Number is not of expected type: uint8",
     ),
     "a ragged frame": (
-        "POST", f"{MODEL}:predict", {"inputs": [[[[1, 2, 3]], [[1, 2]]]]}, 400,
+        "POST", f"{MODEL}:predict", {"inputs": _columns([[[[1, 2, 3]], [[1, 2]]]])}, 400,
         "Encountered list at unexpected size: 2 at level: 3 expected size: 3",
     ),
     "rows of two sizes": (
-        "POST", f"{MODEL}:predict", {"instances": [[[[1, 2, 3]]], [[[1, 2, 3], [4, 5, 6]]]]},
-        400, "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
-        "Expecting tensor size: 3 but got: 6",
+        "POST", f"{MODEL}:predict", {"instances": _rows([[[[1, 2, 3]]], [[[1, 2, 3], [4, 5, 6]]]])},
+        400, "Failed to process element: 1 key: images of 'instances' list. Error: "
+        "INVALID_ARGUMENT: Expecting tensor size: 3 but got: 6",
     ),
     "a frame without batch axis": (
-        "POST", f"{MODEL}:predict", {"inputs": FRAME[0]}, 400,
+        "POST", f"{MODEL}:predict", {"inputs": _columns(FRAME[0])}, 400,
         "input images: expected rank 4 [?,?,?,3], got shape [8, 8, 3]",
     ),
     "RGBA": (
-        "POST", f"{MODEL}:predict", {"inputs": [[[[1, 2, 3, 4]]]]}, 400,
+        "POST", f"{MODEL}:predict", {"inputs": _columns([[[[1, 2, 3, 4]]]])}, 400,
         "input images: dimension 3 must be 3 (RGB channels)",
     ),
     "300 for uint8": (
-        "POST", f"{MODEL}:predict", {"inputs": [[[[300, 1, 2]]]]}, 400,
+        "POST", f"{MODEL}:predict", {"inputs": _columns([[[[300, 1, 2]]]])}, 400,
         "input images: a value does not fit DT_UINT8",
     ),
     "a batch over the limit": (
-        "POST", f"{MODEL}:predict", {"instances": [[[[1, 2, 3]]]] * 5}, 400,
+        "POST", f"{MODEL}:predict", {"instances": _rows([[[[1, 2, 3]]]] * 5)}, 400,
         "a batch of 5 exceeds this server's limit of 4",
     ),
     "a row object naming no input": (
-        "POST", f"{MODEL}:predict", {"instances": [{"images": FRAME[0], "mask": 1}]}, 400,
+        "POST", f"{MODEL}:predict",
+        {"instances": [{"images": FRAME[0], "output_size": DEFAULT_SIZE, "mask": 1}]}, 400,
         "Failed to process element: 0 key: mask of 'instances' list. Error: INVALID_ARGUMENT: "
         "JSON object: does not have named input: mask",
     ),
     "b64 that is no base64": (
         "POST", f"{MODEL}:predict",
-        {"signature_name": "segment_jpeg", "instances": [{"b64": "not base64!"}]}, 400,
+        {"signature_name": "segment_jpeg", "instances": _rows([{"b64": "not base64!"}], "jpeg")},
+        400,
         "Unable to base64 decode",
     ),
     "a b64 object that is no string": (
-        "POST", f"{MODEL}:predict", {"signature_name": "segment_jpeg", "inputs": [{"b64": 1}]},
+        "POST", f"{MODEL}:predict",
+        {"signature_name": "segment_jpeg", "inputs": _columns([{"b64": 1}], "jpeg")},
         400, "not formatted correctly for base64 data",
     ),
     "text that is no image": (
-        "POST", f"{MODEL}:predict", {"signature_name": "segment_jpeg", "inputs": ["hello"]}, 400,
+        "POST", f"{MODEL}:predict",
+        {"signature_name": "segment_jpeg", "inputs": _columns(["hello"], "jpeg")}, 400,
         "input jpeg[0]: not a decodable JPEG or PNG image (5 bytes",
     ),
     "an unknown model": (
-        "POST", "/v1/models/nope:predict", {"inputs": FRAME}, 404,
+        "POST", "/v1/models/nope:predict", {"inputs": _columns(FRAME)}, 404,
         "Servable not found for request: Latest(nope)",
     ),
     "an unknown version": (
-        "POST", f"{MODEL}/versions/7:predict", {"inputs": FRAME}, 404,
+        "POST", f"{MODEL}/versions/7:predict", {"inputs": _columns(FRAME)}, 404,
         "Servable not found for request: Specific(deeplabv3, 7)",
     ),
     "an unknown label": (
-        "POST", f"{MODEL}/labels/canary:predict", {"inputs": FRAME}, 400,
+        "POST", f"{MODEL}/labels/canary:predict", {"inputs": _columns(FRAME)}, 400,
         "Unrecognized servable version label: canary",
     ),
     "an unknown signature": (
-        "POST", f"{MODEL}:predict", {"signature_name": "nope", "inputs": FRAME}, 400,
+        "POST", f"{MODEL}:predict", {"signature_name": "nope", "inputs": _columns(FRAME)}, 400,
         'Serving signature name: "nope" not found in signature def',
     ),
     "the status of an unknown model": (
@@ -326,7 +371,7 @@ def test_bad_calls_get_tf_servings_status_and_error_and_the_server_keeps_answeri
 
 def test_echoes_are_bounded(http):
     long = "s" * 100_000
-    answer = http.post(f"{MODEL}:predict", json={"signature_name": long, "inputs": FRAME})
+    answer = http.post(f"{MODEL}:predict", json={"signature_name": long, "inputs": _columns(FRAME)})
     assert answer.status_code == 400 and len(answer.json()["error"]) < 300
     answer = http.post(f"{MODEL}:predict", json={"instances": [["x" * 100_000]]})
     assert answer.status_code == 400 and len(answer.json()["error"]) < 400
@@ -375,7 +420,10 @@ def test_rest_and_grpc_calls_count_in_the_same_metrics(http, server, grpc_predic
     http.get(MODEL)
     http.get("/v1/models/nope")
     # The signature is the body's, read once the call has parsed it.
-    http.post(f"{MODEL}:predict", json={"signature_name": "segment_jpeg", "inputs": ["x"]})
+    http.post(
+        f"{MODEL}:predict",
+        json={"signature_name": "segment_jpeg", "inputs": _columns(["x"], "jpeg")},
+    )
     _grpc_outputs(grpc_predict, "", "images", _frames(1, 8, 8))
     answer = http.get("/monitoring/prometheus/metrics")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
@@ -476,7 +524,10 @@ def _slow_body() -> dict:
     """Eight 720p JPEGs of a smooth picture: small to send, seconds of work."""
     rows, cols = np.mgrid[0:720, 0:1280]
     picture = np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8)
-    return {"signature_name": "segment_jpeg", "instances": [_b64(_jpeg(picture))] * 8}
+    return {
+        "signature_name": "segment_jpeg",
+        "instances": _rows([_b64(_jpeg(picture))] * 8, "jpeg"),
+    }
 
 
 def test_stop_answers_calls_received_and_refuses_new_ones(served_models):
@@ -484,7 +535,7 @@ def test_stop_answers_calls_received_and_refuses_new_ones(served_models):
     url = f"http://127.0.0.1:{server.rest.port}"
     answers, stopped = [], threading.Event()
     with httpx.Client(base_url=url, timeout=180) as http:
-        http.post(f"{MODEL}:predict", json={"instances": FRAME})  # warm
+        http.post(f"{MODEL}:predict", json={"instances": _rows(FRAME)})  # warm
 
         def slow():
             answers.append(http.post(f"{MODEL}:predict", json=_slow_body()))

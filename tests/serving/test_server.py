@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from client import contract
 from serving.metrics import METRICS_PATH
 from tests.helpers import copy_version
 
@@ -142,7 +143,9 @@ def test_get_model_metadata_gives_the_signature_defs(channel):
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     assert set(signatures.signature_def) == {"serving_default", "segment_jpeg", "metadata"}
-    assert list(signatures.signature_def["serving_default"].inputs) == ["images"]
+    serving_default = signatures.signature_def["serving_default"]
+    assert sorted(serving_default.inputs) == ["images", "output_size"]
+    assert list(serving_default.defaults) == ["output_size"]  # optional: the frame's size
     del request.metadata_field[:]
     with pytest.raises(grpc.RpcError) as raised:
         stub.GetModelMetadata(request)
@@ -537,10 +540,12 @@ def test_a_subset_of_outputs_runs_a_pruned_function_of_the_signature(exported_ve
     assert version.outputs_of("serving_default", ["confidence", "class_map"]) is signature
     alone = version.outputs_of("serving_default", ["class_map"])
     assert version.outputs_of("serving_default", ["class_map"]) is alone  # cached
+    default = contract.INPUT_DEFAULTS[contract.OUTPUT_SIZE]
     for frames in (_frames(1, 48, 64), _frames(2, 30, 40)):
-        answer = alone(images=frames)
+        answer = alone(images=frames, output_size=default)
         assert list(answer) == ["class_map"]
-        np.testing.assert_array_equal(answer["class_map"], signature(images=frames)["class_map"])
+        whole = signature(images=frames, output_size=default)
+        np.testing.assert_array_equal(answer["class_map"], whole["class_map"])
     assert alone.function.experimental_get_tracing_count() == 1  # one trace for any size
     with pytest.raises(ValueError, match="serving_default has no output logits"):
         version.outputs_of("serving_default", ["class_map", "logits"])
@@ -549,7 +554,7 @@ def test_a_subset_of_outputs_runs_a_pruned_function_of_the_signature(exported_ve
         "serving_default", ["class_map"]
     )
     gc.collect()
-    assert kept(images=_frames())["class_map"].shape == (1, 48, 64)
+    assert kept(images=_frames(), output_size=default)["class_map"].shape == (1, 48, 64)
 
 
 def test_a_stopping_server_turns_new_calls_away_and_still_answers_health(server, predict, channel):

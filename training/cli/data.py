@@ -1,6 +1,7 @@
-"""``python -m training data {download,check,synth,prepare,preview}``: get, check, generate and
-look at data in VOC's layout, or CVAT's "Segmentation mask 1.1" export as it is. Heavy imports
-happen inside the commands, so ``--help`` stays fast."""
+"""``python -m training data {download,download-sbd,prepare-sbd,check,synth,prepare,preview}``:
+get, check, generate and look at data in VOC's layout (with SBD's extra labels), CVAT's
+"Segmentation mask 1.1" export as it is, or Cityscapes' layout. Heavy imports happen inside the
+commands, so ``--help`` stays fast."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from training.cli.args import size_arg
-from training.data import voc
 from training.data.download import VOC2012_MD5, VOC2012_URL
+from training.data.sbd import SBD_MD5, SBD_URL
 
 NUM_CLASSES_HELP = "default: the root's labelmap.txt, or VOC's 21"
 
@@ -21,6 +22,23 @@ def _download(args: argparse.Namespace) -> int:
         args.root, url=args.url, from_tar=args.from_tar, md5=args.md5, retries=args.retries
     )
     print(f"VOC 2012 ready at {voc_root}")
+    return 0
+
+
+def _download_sbd(args: argparse.Namespace) -> int:
+    from training.data.sbd import download_sbd
+
+    sbd_dir = download_sbd(
+        args.root, url=args.url, from_tar=args.from_tar, md5=args.md5, retries=args.retries
+    )
+    print(f"SBD ready at {sbd_dir}; next: data prepare-sbd --voc-root VOC_ROOT --sbd {sbd_dir}")
+    return 0
+
+
+def _prepare_sbd(args: argparse.Namespace) -> int:
+    from training.data.sbd import prepare_sbd
+
+    print(prepare_sbd(args.voc_root, args.sbd).summary())
     return 0
 
 
@@ -66,14 +84,21 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     from training.data.index_masks import prepare_index_masks
+    from training.data.layouts import open_layout
 
-    lists = args.lists or voc.split_list_names(args.root)
+    layout = open_layout(args.root)
+    lists = args.lists or layout.list_names()
+    if not lists:
+        missing = layout.missing_lists_problem()
+        if not missing.path.exists():
+            raise FileNotFoundError(
+                f"{missing.path} does not exist: not a VOC-format root (nor Cityscapes')"
+            )
+        raise FileNotFoundError(str(missing))
     ids: dict[str, None] = {}
     for name in lists:
-        ids.update(dict.fromkeys(voc.read_split_list(voc.split_list_path(args.root, name))))
-    index_dir = prepare_index_masks(
-        args.root, list(ids), args.index_dir, num_classes=args.num_classes
-    )
+        ids.update(dict.fromkeys(layout.list_ids(name)))
+    index_dir = prepare_index_masks(layout, list(ids), args.index_dir, num_classes=args.num_classes)
     print(f"index masks for {len(ids)} samples ({', '.join(lists)}) in {index_dir}")
     return 0
 
@@ -107,7 +132,9 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
     )
 
     data = commands.add_parser(
-        "data", help="get, check, generate and preview data (VOC's layout, or CVAT's export)"
+        "data",
+        help="get, check, generate and preview data (VOC's layout with SBD, CVAT's export, "
+        "Cityscapes)",
     )
     data_commands = data.add_subparsers(dest="data_command", required=True)
 
@@ -120,9 +147,39 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_download)
 
     p = data_commands.add_parser(
-        "check", help="verify a dataset root against its labelmap, list every problem"
+        "download-sbd", help="download, verify and extract SBD (benchmark.tgz, VOC's extra labels)"
     )
-    p.add_argument("--root", type=Path, required=True)
+    p.add_argument(
+        "--root", type=Path, required=True, help="folder to hold the tgz and benchmark_RELEASE/"
+    )
+    p.add_argument("--url", default=SBD_URL, help="mirror URL of benchmark.tgz")
+    p.add_argument("--from-tar", type=Path, help="use this already downloaded benchmark.tgz")
+    p.add_argument("--md5", default=SBD_MD5, help="expected MD5 of the tgz")
+    p.add_argument("--retries", type=int, default=3, help="attempts before giving up (resumable)")
+    p.set_defaults(func=_download_sbd)
+
+    p = data_commands.add_parser(
+        "prepare-sbd",
+        help="convert SBD's .mat labels into a VOC root once; enables --train-split train_aug",
+    )
+    p.add_argument("--voc-root", type=Path, required=True, help="VOCdevkit/VOC2012")
+    p.add_argument(
+        "--sbd",
+        type=Path,
+        required=True,
+        help="benchmark_RELEASE (or the folder above it, or its dataset/)",
+    )
+    p.set_defaults(func=_prepare_sbd)
+
+    p = data_commands.add_parser(
+        "check", help="verify a dataset root against its classes, list every problem"
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        required=True,
+        help="VOC's layout, a CVAT export, or a Cityscapes root (leftImg8bit/, gtFine/)",
+    )
     p.add_argument("--num-classes", type=int, help=NUM_CLASSES_HELP)
     p.set_defaults(func=_check)
 

@@ -1,5 +1,6 @@
-"""Verification of a dataset root (VOC's layout, or CVAT's export as it is): every listed
-sample present, readable and consistent with the root's labelmap.
+"""Verification of a dataset root (VOC's layout, CVAT's export as it is, or Cityscapes'): every
+listed sample present, readable and consistent with the root's classes. The root's files are
+found through its layout (:mod:`training.data.layouts`).
 
 Used by ``python -m training data check`` and by the pipeline's prepare step, so a bad file
 is always reported (file, what, expected vs got) and never silently dropped.
@@ -21,32 +22,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.data import voc
-from training.data.labelmap import (
-    LABELMAP_FILE,
-    Labelmap,
-    LabelmapError,
-    class_names,
-    dataset_labelmap,
-)
-from training.data.masks import MaskError, dataset_classes, read_class_ids
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: Path
-    what: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.what}"
-
-
-class DatasetError(ValueError):
-    """A dataset has problems; ``problems`` lists every one of them."""
-
-    def __init__(self, problems: Sequence[Problem], context: str = "dataset"):
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{context}: {len(self.problems)} problem(s):\n{lines}")
+from training.data.labelmap import LABELMAP_FILE, Labelmap, LabelmapError, class_names
+from training.data.layouts import DatasetLayout, as_layout
+from training.data.masks import MaskError
+from training.data.problems import DatasetError, Problem
 
 
 @dataclass
@@ -62,7 +41,7 @@ IMAGE_MODES = ("RGB", "L", "RGBA", "P")
 
 
 def inspect_sample(
-    root: str | Path,
+    root: str | Path | DatasetLayout,
     sample_id: str,
     num_classes: int | None = None,
     keep_mask: bool = False,
@@ -72,16 +51,18 @@ def inspect_sample(
 ) -> SampleReport:
     """Check one image/mask pair; the image is fully decoded so truncated files are caught.
 
-    The mask is read as class ids through ``labelmap`` (default: the root's) by
-    :func:`training.data.masks.read_class_ids`, in any form it accepts, and checked for
+    The mask is read as class ids through ``labelmap`` (default: the root's) by the root's
+    layout (:func:`training.data.masks.read_class_ids` in any form it accepts, or
+    Cityscapes' label ids → train ids), and checked for
     ``num_classes`` (default: the labelmap's). ``check_classes=False`` checks files and sizes
     only (for a root whose labelmap is broken). ``keep_mask`` returns the class ids in the
     report, for callers that convert them.
     """
+    layout = as_layout(root)
     if labelmap is None and check_classes:
-        labelmap, num_classes = dataset_classes(root, num_classes)
+        labelmap, num_classes = layout.classes(num_classes)
     report = SampleReport(sample_id)
-    image_file, mask_file = voc.image_path(root, sample_id), voc.mask_path(root, sample_id)
+    image_file, mask_file = layout.image_path(sample_id), layout.mask_path(sample_id)
     image_size = mask_size = None
     try:
         with Image.open(image_file) as image:
@@ -92,14 +73,14 @@ def inspect_sample(
                     Problem(image_file, f"image mode: expected RGB, got {image.mode}")
                 )
     except FileNotFoundError:
-        report.problems.append(Problem(image_file, voc.missing_image_message(root, sample_id)))
+        report.problems.append(Problem(image_file, layout.missing_image_message(sample_id)))
     except OSError as error:
         report.problems.append(Problem(image_file, f"image unreadable: {error}"))
     try:
         with Image.open(mask_file) as mask_image:
             mask_size = mask_image.size
         if check_classes:
-            ids = read_class_ids(mask_file, labelmap, num_classes)
+            ids = layout.read_class_ids(mask_file, labelmap, num_classes)
             report.class_pixels = np.bincount(ids.ravel(), minlength=256)
             if keep_mask:
                 report.mask = ids
@@ -123,7 +104,7 @@ def inspect_sample(
 
 
 def inspect_samples(
-    root: str | Path,
+    root: str | Path | DatasetLayout,
     ids: Iterable[str],
     num_classes: int | None = None,
     progress: str | None = None,
@@ -132,14 +113,15 @@ def inspect_samples(
     check_classes: bool = True,
 ) -> list[SampleReport]:
     """Inspect many samples on a thread pool (PIL decodes without the GIL)."""
+    layout = as_layout(root)
     if labelmap is None and check_classes:
-        labelmap, num_classes = dataset_classes(root, num_classes)
+        labelmap, num_classes = layout.classes(num_classes)
     ids = list(ids)
     workers = min(8, os.cpu_count() or 1)
 
     def inspect(sample_id: str) -> SampleReport:
         return inspect_sample(
-            root, sample_id, num_classes, labelmap=labelmap, check_classes=check_classes
+            layout, sample_id, num_classes, labelmap=labelmap, check_classes=check_classes
         )
 
     with ThreadPoolExecutor(workers) as pool:
@@ -186,20 +168,20 @@ class CheckReport:
 
 
 def _classes(
-    root: Path, num_classes: int | None, problems: list[Problem]
+    layout: DatasetLayout, num_classes: int | None, problems: list[Problem]
 ) -> tuple[Labelmap, int, bool]:
     """(labelmap, class count, whether masks can be checked for classes); what is wrong with
     the labelmap goes to ``problems``, one entry per bad line."""
-    path = root / LABELMAP_FILE
+    path = layout.root / LABELMAP_FILE
     try:
-        labelmap = dataset_labelmap(root)
+        labelmap = layout.labelmap()
     except LabelmapError as error:  # files and sizes are still checked
         problems += [Problem(path, what) for what in error.problems or [str(error)]]
         return Labelmap.voc(), num_classes or 0, False
     try:
-        return (*dataset_classes(root, num_classes), True)
+        return (*layout.classes(num_classes), True)
     except LabelmapError as error:  # another count asked for: check with the labelmap's
-        problems += [Problem(path, what) for what in error.problems]
+        problems += [Problem(Path(error.source), what) for what in error.problems]
         return labelmap, labelmap.num_classes, True
 
 
@@ -210,25 +192,27 @@ def check_root(
     lists: Sequence[str] | None = None,
     progress: bool = False,
 ) -> CheckReport:
-    """Verify every sample named by the split lists (all of ImageSets/Segmentation by default)
-    against the root's labelmap (labelmap.txt, or VOC's), listing every problem: a labelmap
+    """Verify every sample named by the split lists (all of ImageSets/Segmentation by default,
+    and train_aug once SBD is prepared; Cityscapes: every split folder) against the root's
+    classes (labelmap.txt, Cityscapes' table, or VOC's), listing every problem: a labelmap
     that does not parse (each bad line), ids listed twice, missing or undecodable files,
     masks whose colours or ids are not the labelmap's, sizes that differ. ``num_classes``
     defaults to the labelmap's. With a broken labelmap the files are still checked."""
     root = Path(root)
+    layout = as_layout(root)
     problems: list[Problem] = []
-    labelmap, num_classes, check_classes = _classes(root, num_classes, problems)
+    labelmap, num_classes, check_classes = _classes(layout, num_classes, problems)
     if lists is None:
-        lists = voc.split_list_names(root) if (root / voc.SPLIT_DIR).is_dir() else []
+        lists = layout.list_names()
         if not lists:
-            problems.append(Problem(root / voc.SPLIT_DIR, "no split lists (*.txt) found"))
+            problems.append(layout.missing_lists_problem())
     split_counts, all_ids = {}, {}
     for name in lists:
-        path = voc.split_list_path(root, name)
+        path = layout.list_path(name)
         try:
-            ids = voc.read_split_list(path)
+            ids = layout.list_ids(name)
         except voc.RepeatedIdsError as error:  # reported, and its samples still checked
-            problems.append(Problem(path, str(error).removeprefix(f"{path}: ")))
+            problems.append(Problem(error.path, str(error).removeprefix(f"{error.path}: ")))
             ids = error.ids
         except (FileNotFoundError, ValueError) as error:
             problems.append(Problem(path, str(error)))
@@ -236,7 +220,7 @@ def check_root(
         split_counts[name] = len(ids)
         all_ids.update(dict.fromkeys(ids))
     reports = inspect_samples(
-        root,
+        layout,
         all_ids,
         num_classes,
         "checking" if progress else None,

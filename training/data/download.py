@@ -1,4 +1,5 @@
-"""Getting PASCAL VOC 2012 onto disk: resumable download, MD5 check, safe extraction.
+"""Getting PASCAL VOC 2012 (and SBD, :mod:`training.data.sbd`) onto disk: resumable download,
+MD5 check, safe extraction.
 
 voc_root = download_voc2012("data")  # data/VOCdevkit/VOC2012, idempotent
 voc_root = download_voc2012("data", from_tar="~/Downloads/VOCtrainval_11-May-2012.tar")
@@ -179,13 +180,45 @@ def download_voc2012(
     Returns the VOC root ``root/VOCdevkit/VOC2012``. Idempotent: a finished extraction of the
     same archive is recognised by its marker and nothing is done again.
     """
+    return download_archive(
+        root,
+        VOC2012_SUBDIR,
+        url=url,
+        tar_name=VOC2012_TAR_NAME,
+        from_tar=from_tar,
+        md5=md5,
+        retries=retries,
+        progress=progress,
+        what="VOC 2012",
+    )
+
+
+def download_archive(
+    root: str | Path,
+    subdir: str | Path,
+    *,
+    url: str,
+    tar_name: str,
+    md5: str,
+    from_tar: str | Path | None = None,
+    retries: int = 3,
+    progress: bool = True,
+    what: str = "the dataset",
+) -> Path:
+    """Download ``url`` to ``root/tar_name`` (or take ``from_tar``), verify its MD5 and extract
+    it safely under ``root``; returns ``root/subdir``, the folder the archive must hold.
+
+    Idempotent: a marker in ``root/subdir`` remembers the MD5 of the archive extracted there.
+    VOC 2012 (:func:`download_voc2012`) and SBD (:func:`training.data.sbd.download_sbd`)
+    both come this way.
+    """
     md5 = normalize_md5(md5)
     root = Path(root)
-    voc_root = root / VOC2012_SUBDIR
-    marker = voc_root / EXTRACTED_MARKER
+    target = root / subdir
+    marker = target / EXTRACTED_MARKER
     if marker.is_file() and marker.read_text().strip() == md5:
-        log.info("VOC 2012 already extracted at %s", voc_root)
-        return voc_root
+        log.info("%s already extracted at %s", what, target)
+        return target
     if from_tar is not None:
         tar_path = Path(from_tar).expanduser()
         if not tar_path.is_file():
@@ -194,14 +227,10 @@ def download_voc2012(
         if got != md5:
             raise DownloadError(f"{tar_path}: expected MD5 {md5}, got {got}; file left as it is")
     else:
-        tar_path = download_file(
-            url, root / VOC2012_TAR_NAME, md5=md5, retries=retries, progress=progress
-        )
+        tar_path = download_file(url, root / tar_name, md5=md5, retries=retries, progress=progress)
     log.info("extracting %s into %s", tar_path, root)
     safe_extract(tar_path, root)
-    if not voc_root.is_dir():
-        raise DownloadError(
-            f"{tar_path} holds no {VOC2012_SUBDIR}/ folder; is it the VOC 2012 tar?"
-        )
+    if not target.is_dir():
+        raise DownloadError(f"{tar_path} holds no {Path(subdir)}/ folder; is it the {what} tar?")
     marker.write_text(md5 + "\n")
-    return voc_root
+    return target

@@ -23,10 +23,9 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from training.data import voc
 from training.data.check import DatasetError, Problem, inspect_sample
 from training.data.labelmap import Labelmap
-from training.data.masks import dataset_classes
+from training.data.layouts import DatasetLayout, as_layout
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def index_mask_path(index_dir: str | Path, sample_id: str) -> Path:
 
 
 def prepare_index_masks(
-    voc_root: str | Path,
+    voc_root: str | Path | DatasetLayout,
     ids: Sequence[str],
     index_dir: str | Path | None = None,
     *,
@@ -58,19 +57,25 @@ def prepare_index_masks(
 ) -> Path:
     """Write each listed mask as a single-channel PNG of class ids, once.
 
-    Masks are read through the root's labelmap (labelmap.txt, or VOC's) and checked for
-    ``num_classes`` (default: the labelmap's; a root with labelmap.txt allows no other).
+    Masks are found and read through the root's layout (:mod:`training.data.layouts`) and
+    its classes (labelmap.txt, Cityscapes' table, or VOC's), and checked for ``num_classes``
+    (default: the labelmap's; a root with labelmap.txt allows no other).
     A manifest in ``index_dir`` records each source's (mtime, size), the labelmap and the
     ``num_classes`` its values were checked against; masks that are new or changed in any
     way are (re)converted, and all of them when the labelmap or the class count changed.
     Each is checked as it is read (image readable, mask form, colours, values, sizes), and
     any problem raises DatasetError listing all of them: no sample is dropped silently.
     """
-    labelmap, num_classes = dataset_classes(voc_root, num_classes)
-    key = {"num_classes": num_classes, "labelmap": labelmap_digest(labelmap)}
-    index_dir = Path(index_dir) if index_dir is not None else default_index_dir(voc_root)
+    layout = as_layout(voc_root)
+    labelmap, num_classes = layout.classes(num_classes)
+    key = {
+        "num_classes": num_classes,
+        "labelmap": labelmap_digest(labelmap),
+        **layout.index_key(),
+    }
+    index_dir = Path(index_dir) if index_dir is not None else default_index_dir(layout.root)
     manifest = _read_manifest(index_dir, key)
-    stamps = {sample_id: _source_stamp(voc_root, sample_id) for sample_id in ids}
+    stamps = {sample_id: _source_stamp(layout, sample_id) for sample_id in ids}
     stale = [
         sample_id
         for sample_id, stamp in stamps.items()
@@ -84,7 +89,7 @@ def prepare_index_masks(
     index_dir.mkdir(parents=True, exist_ok=True)
 
     def convert(sample_id: str) -> list[Problem]:
-        report = inspect_sample(voc_root, sample_id, num_classes, keep_mask=True, labelmap=labelmap)
+        report = inspect_sample(layout, sample_id, num_classes, keep_mask=True, labelmap=labelmap)
         if not report.problems:
             target = index_mask_path(index_dir, sample_id)
             partial = target.with_name(target.name + ".tmp.png")
@@ -106,7 +111,7 @@ def prepare_index_masks(
     manifest.update({i: stamps[i] for i, sample_problems in found.items() if not sample_problems})
     _write_manifest(index_dir, key, manifest)
     if problems:
-        raise DatasetError(problems, f"dataset root {voc_root}")
+        raise DatasetError(problems, f"dataset root {layout.root}")
     return index_dir
 
 
@@ -116,10 +121,12 @@ def labelmap_digest(labelmap: Labelmap) -> str:
     return hashlib.sha1(labelmap.to_text().encode()).hexdigest()
 
 
-def _source_stamp(voc_root: str | Path, sample_id: str) -> list[int] | None:
-    """(mtime_ns, size) of a source mask: any replacement, even by an older file, changes it."""
+def _source_stamp(layout: DatasetLayout, sample_id: str) -> list[int] | None:
+    """(mtime_ns, size) of a source mask (the file the layout reads: VOC's, or SBD's where VOC
+    has none): any replacement, even by an older file, changes it."""
+    path = layout.mask_path(sample_id)
     try:
-        stat = voc.mask_path(voc_root, sample_id).stat()
+        stat = path.stat()
     except FileNotFoundError:
         return None
     return [stat.st_mtime_ns, stat.st_size]

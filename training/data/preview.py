@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from client.palette import IGNORE_LABEL, colorize
-from training.data.labelmap import Color, Labelmap, class_names, dataset_labelmap
+from training.data.labelmap import Color, Labelmap, class_names
+from training.data.layouts import open_layout
 from training.data.pipeline import make_dataset
 
 GAP = 4
@@ -72,8 +73,8 @@ def preview_grid(
     index_dir: str | Path | None = None,
 ) -> np.ndarray:
     """RGB uint8 grid of ``count`` pipeline samples, each as image | colorized mask, + legend,
-    in the dataset's colours and names (its labelmap.txt, or VOC's)."""
-    labelmap = dataset_labelmap(voc_root)
+    in the dataset's colours and names (its labelmap.txt, Cityscapes' table, or VOC's)."""
+    labelmap = open_layout(voc_root).labelmap()
     dataset = make_dataset(
         voc_root,
         split,

@@ -29,7 +29,7 @@ import cv2
 import keras
 import numpy as np
 
-from client.contract import CLASS_MAP, CONFIDENCE, IMAGES, SEGMENT
+from client.contract import CLASS_MAP, CONFIDENCE, IMAGES, OUTPUT_SIZE, SEGMENT
 from training.config import TrainConfig
 from training.export.saved_model import model_metadata
 from training.export.verify import Checker, VerificationReport, verification_frames
@@ -120,12 +120,14 @@ def verify_onboard(
     model_text: str,
     notes: list[str] | None = None,
     fixed_size: tuple[int, int] | None = None,
+    segment_sized: Callable[[np.ndarray, np.ndarray], dict] | None = None,
 ) -> VerificationReport:
     """``segment`` (uint8 frames [N,H,W,3] → outputs at the frame size) against the float32
     Keras model as trained (``reference``), on the run's validation frames and the synthetic
     sizes; the one check every onboard format passes before it is written. A model of
     ``fixed_size`` (height, width) is checked on frames of its orientation only: the runner
-    stretches the others."""
+    stretches the others. ``segment_sized(frames, output_size)``, for a model that takes an
+    ``output_size``, is checked at a planner's size too."""
     graph_options = dict(
         input_size=config.input_size, output_stride=config.output_stride, resize=resize
     )
@@ -138,6 +140,8 @@ def verify_onboard(
             notes.append(f"{len(frames) - len(kept)} frame(s) of the other orientation left out")
         frames = kept
     checker.raw_frames(frames, segment)
+    if segment_sized is not None:
+        checker.sized_frame(frames, segment_sized)
     return checker.report(
         min_agreement=min_agreement,
         frames=frames,
@@ -175,7 +179,15 @@ def sidecar(
         "runtime": runtime,
         "run": str(run.path.resolve()),
         "signature": SEGMENT.name,
-        "inputs": {IMAGES: {"dtype": "uint8", "shape": input_shape, "layout": "NHWC RGB"}},
+        "inputs": {
+            IMAGES: {"dtype": "uint8", "shape": input_shape, "layout": "NHWC RGB"},
+            # A model that resizes in its graph takes the maps' size (int8's runner resizes).
+            **(
+                {OUTPUT_SIZE: {"dtype": "int32", "shape": [1, 2], "frame_size": [0, 0]}}
+                if resize_in == "model"
+                else {}
+            ),
+        },
         "outputs": {
             name: {"dtype": "uint8", "shape": output_shape} for name in (CLASS_MAP, CONFIDENCE)
         },

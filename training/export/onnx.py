@@ -1,7 +1,8 @@
 """ONNX export for vehicles that run ONNX Runtime (Jetson-class computers, TensorRT).
 
 The ``serving_default`` graph of the SavedModel export (resize in the graph, any frame size,
-``images`` uint8 [N,H,W,3] RGB → ``class_map``, ``confidence`` uint8 [N,H,W]) converted by
+``images`` uint8 [N,H,W,3] RGB and ``output_size`` int32 [1,2] (``[[0, 0]]``: the frame's size)
+→ ``class_map``, ``confidence`` uint8 [N,H,W]) converted by
 tf2onnx, verified in ONNX Runtime against the float32 Keras model, written with the sidecar
 every onboard export has (:mod:`training.export.onboard`).
 
@@ -13,7 +14,9 @@ Conv with the same dilation and weights is what it runs.
     report = export_onnx("runs/voc", "deeplabv3.onnx")
     # on the vehicle, without TensorFlow:
     session = onnxruntime.InferenceSession("deeplabv3.onnx")
-    class_map, confidence = session.run(["class_map", "confidence"], {"images": rgb[None]})
+    class_map, confidence = session.run(
+        ["class_map", "confidence"], {"images": rgb[None], "output_size": [[0, 0]]}
+    )
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
-from client.contract import CLASS_MAP, CONFIDENCE, IMAGES, SEGMENT
+from client.contract import CLASS_MAP, CONFIDENCE, IMAGES, OUTPUT_SIZE, SEGMENT
 from training.config import OnnxOptions
 from training.export.onboard import (
     OnboardExportReport,
@@ -36,18 +40,23 @@ from training.export.onboard import (
 from training.export.rewrites import with_explicit_padding
 from training.export.saved_model import model_metadata, serving_functions
 from training.learning.run_folder import RunFolder
+from training.model.inference_graph import DEFAULT_OUTPUT_SIZE
 
 INPUT_SHAPE = [None, None, None, 3]
+OUTPUT_SIZE_SHAPE = [None, 2]
 
 
 def convert_to_onnx(function, opset: int) -> bytes:
-    """``function`` (uint8 ``images`` [N,H,W,3] → dict of outputs) as an ONNX model whose
-    input and outputs carry the contract's names."""
+    """``function`` (uint8 ``images`` [N,H,W,3], int32 ``output_size`` [M,2] → dict of
+    outputs) as an ONNX model whose inputs and outputs carry the contract's names."""
     import tf2onnx
 
-    spec = tf.TensorSpec(INPUT_SHAPE, tf.uint8, name=IMAGES)
+    specs = [
+        tf.TensorSpec(INPUT_SHAPE, tf.uint8, name=IMAGES),
+        tf.TensorSpec(OUTPUT_SIZE_SHAPE, tf.int32, name=OUTPUT_SIZE),
+    ]
     traced = tf.function(function)
-    concrete = traced.get_concrete_function(spec)
+    concrete = traced.get_concrete_function(*specs)
     # tf2onnx names graph outputs after the function's tensors (Identity:0, …), in the order of
     # the flattened output dict (sorted keys); map them back to the contract's names.
     names = dict(
@@ -58,7 +67,7 @@ def convert_to_onnx(function, opset: int) -> bytes:
         )
     )
     try:
-        model, _ = tf2onnx.convert.from_function(traced, input_signature=[spec], opset=opset)
+        model, _ = tf2onnx.convert.from_function(traced, input_signature=specs, opset=opset)
     except Exception as error:  # tf2onnx raises plain exceptions of many kinds
         raise RuntimeError(f"ONNX conversion failed: {error}") from error
     _rename_outputs(model, names)
@@ -86,8 +95,9 @@ def onnx_runner(model: bytes, num_threads: int | None = None):
     session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     outputs = [CLASS_MAP, CONFIDENCE]
 
-    def segment(frames):
-        return dict(zip(outputs, session.run(outputs, {IMAGES: frames}), strict=True))
+    def segment(frames, output_size=DEFAULT_OUTPUT_SIZE):
+        inputs = {IMAGES: frames, OUTPUT_SIZE: np.asarray(output_size, np.int32)}
+        return dict(zip(outputs, session.run(outputs, inputs), strict=True))
 
     return segment, session
 
@@ -117,6 +127,7 @@ def export_onnx(
         resize=options.resize,
         min_agreement=options.min_agreement,
         model_text="uint8 [?,?,?,3]",
+        segment_sized=segment,
         notes=[f"ONNX opset {options.opset}, run by ONNX Runtime (CPU)"],
     )
     if not verification.passed:

@@ -8,6 +8,8 @@ Signatures (:mod:`client.contract`, ``../shared/DESIGN.md``):
 
 - ``serving_default``: ``images`` uint8 [N,H,W,3] → ``class_map``, ``confidence`` uint8 [N,H,W]
 - ``segment_jpeg``: ``jpeg`` string [N] (JPEG/PNG bytes) → the same, at the decoded size
+- both take an optional ``output_size`` int32 [1,2] or [N,2], default ``[[0, 0]]`` (the frame's
+  size): the maps at a planner's resolution (``[N,h,w]``) without resizing logits to the frame
 - ``metadata``: ``request`` int32 [N], default ``[0]`` so it may be left out → ``class_names``
   string [N,C], ``palette`` uint8 [N,C,3], ``input_size`` int32 [N,2], ``output_stride``
   int32 [N]. Every output has a leading batch dimension (read row 0) because TF Serving's
@@ -34,7 +36,7 @@ from training.export.rewrites import optimize_for_inference
 from training.export.verify import VerificationReport, verification_frames, verify_saved_model
 from training.export.warmup import DEFAULT_WARMUP_SIZES, write_warmup_requests
 from training.learning.run_folder import RunFolder
-from training.model.inference_graph import decode_frames, segment_frames
+from training.model.inference_graph import DEFAULT_OUTPUT_SIZE, decode_frames, segment_frames
 
 
 class ExportError(RuntimeError):
@@ -53,14 +55,17 @@ def model_metadata(config: TrainConfig, resize: str) -> dict:
     }
 
 
-def serving_functions(
-    model: keras.Model, metadata: dict
-) -> dict[str, tuple[Callable, tf.TensorSpec]]:
-    """The contract's three signatures around ``model``: name → (function, input spec).
+InputSpecs = tuple[tf.TensorSpec, ...]
+"""A signature's inputs, in the order its function takes them."""
+
+
+def serving_functions(model: keras.Model, metadata: dict) -> dict[str, tuple[Callable, InputSpecs]]:
+    """The contract's three signatures around ``model``: name → (function, input specs).
 
     ``metadata`` is :func:`model_metadata`'s dict, so the ``metadata`` signature answers what
     ``export.json`` and the TFLite sidecar say. The functions take their input by the name the
-    signature gives it (``images``, ``jpeg``, ``request``) and return a dict of outputs."""
+    signature gives it (``images``, ``jpeg``, ``output_size``, ``request``) and return a dict of
+    outputs; the inputs with a Python default are optional (the SignatureDef records it)."""
     resize, class_names = metadata["resize"], metadata[contract.CLASS_NAMES]
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
@@ -75,13 +80,17 @@ def serving_functions(
     def logits(images: tf.Tensor) -> tf.Tensor:
         return model(images, training=False)
 
-    def serving_default(images):
-        return segment_frames(logits, images, **options)
+    # Python defaults become the SignatureDef's recorded defaults (optional inputs).
+    output_size_default = tf.constant(DEFAULT_OUTPUT_SIZE, tf.int32)
+    request_default = tf.constant(contract.INPUT_DEFAULTS[contract.METADATA_REQUEST], tf.int32)
 
-    def segment_jpeg(jpeg):
-        return segment_frames(logits, decode_frames(jpeg), **options)
+    def serving_default(images, output_size=output_size_default):
+        return segment_frames(logits, images, output_size=output_size, **options)
 
-    def metadata_signature(request=tf.constant([0], tf.int32)):  # noqa: B008 (its default)
+    def segment_jpeg(jpeg, output_size=output_size_default):
+        return segment_frames(logits, decode_frames(jpeg), output_size=output_size, **options)
+
+    def metadata_signature(request=request_default):
         rows = tf.shape(request)[:1]
 
         def batched(value, dtype):
@@ -95,16 +104,18 @@ def serving_functions(
             contract.OUTPUT_STRIDE: batched(metadata[contract.OUTPUT_STRIDE], tf.int32),
         }
 
+    output_size = tf.TensorSpec([None, 2], tf.int32)
     return {
-        contract.SEGMENT.name: (serving_default, tf.TensorSpec([None, None, None, 3], tf.uint8)),
-        contract.SEGMENT_JPEG.name: (segment_jpeg, tf.TensorSpec([None], tf.string)),
-        contract.METADATA.name: (metadata_signature, tf.TensorSpec([None], tf.int32)),
+        contract.SEGMENT.name: (
+            serving_default,
+            (tf.TensorSpec([None, None, None, 3], tf.uint8), output_size),
+        ),
+        contract.SEGMENT_JPEG.name: (segment_jpeg, (tf.TensorSpec([None], tf.string), output_size)),
+        contract.METADATA.name: (metadata_signature, (tf.TensorSpec([None], tf.int32),)),
     }
 
 
-def save_serving_model(
-    path: str | Path, functions: dict[str, tuple[Callable, tf.TensorSpec]]
-) -> None:
+def save_serving_model(path: str | Path, functions: dict[str, tuple[Callable, InputSpecs]]) -> None:
     """Writes a SavedModel with ``functions`` as signatures, through Keras' ExportArchive.
 
     ExportArchive saves the variables the functions read, once each, directly on the saved
@@ -112,8 +123,8 @@ def save_serving_model(
     loads correctly but that the TFLite converter freezes without its weights: NaN outputs.
     ``archive.track(model)`` would save every weight a second time.)"""
     archive = keras.export.ExportArchive()  # tracks the variables the functions read
-    for name, (function, spec) in functions.items():
-        archive.add_endpoint(name, function, input_signature=[spec])
+    for name, (function, specs) in functions.items():
+        archive.add_endpoint(name, function, input_signature=list(specs))
     archive.write_out(str(path), verbose=False)
 
 

@@ -7,9 +7,11 @@ signature gives a server's clients.
 
 What differs from the SavedModel contract (TFLite allows no more):
 
-- one signature, ``serving_default`` (``images`` uint8 [N,H,W,3] → ``class_map``,
-  ``confidence`` uint8 [N,H,W]); the signature runner resizes the interpreter to each frame
-  size (a size change costs a re-allocation, so keep one camera size);
+- one signature, ``serving_default`` (``images`` uint8 [N,H,W,3] and ``output_size`` int32
+  [1,2] → ``class_map``, ``confidence`` uint8 [N,H,W], or [N,h,w] for an output size other
+  than ``[[0, 0]]``); TFLite has no input defaults, so ``output_size`` is always given; the
+  signature runner resizes the interpreter to each frame size (a size change costs a
+  re-allocation, so keep one camera size);
 - no ``segment_jpeg``: TFLite has no image-decoding op; decode with OpenCV on the vehicle
   (and convert its BGR to RGB);
 - no ``metadata`` signature: ``<name>.json`` beside the model holds class names, palette,
@@ -29,7 +31,9 @@ On the vehicle (``pip install ai-edge-litert``, the TFLite runtime without Tenso
     from ai_edge_litert.interpreter import Interpreter
     segment = Interpreter("deeplabv3.tflite").get_signature_runner()
     rgb_frame = cv2.cvtColor(camera_frame, cv2.COLOR_BGR2RGB)
-    class_map = segment(images=rgb_frame[None])["class_map"][0]
+    class_map = segment(images=rgb_frame[None], output_size=np.array([[0, 0]], np.int32))[
+        "class_map"
+    ][0]
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ from pathlib import Path
 
 import cv2
 import keras
+import numpy as np
 import tensorflow as tf
 
-from client.contract import IMAGES, SEGMENT
+from client.contract import IMAGES, OUTPUT_SIZE, SEGMENT
 from training.config import TFLITE_OPTIMIZATIONS, TfliteOptions, TrainConfig, default_of
 from training.export.onboard import (
     OnboardExportReport,
@@ -59,7 +64,7 @@ from training.export.onboard import (
 from training.export.saved_model import model_metadata, save_serving_model, serving_functions
 from training.export.verify import real_frames
 from training.learning.run_folder import RunFolder
-from training.model.inference_graph import network_size, segment_frames
+from training.model.inference_graph import DEFAULT_OUTPUT_SIZE, network_size, segment_frames
 
 REPRESENTATIVE_FRAMES = 64
 """Training frames the int8 calibration runs (more changed nothing measurable)."""
@@ -151,7 +156,7 @@ def tflite_flatbuffer(
                 resize="stretch",
             )  # fmt: skip
 
-        functions = {SEGMENT.name: (fixed, tf.TensorSpec(shape, tf.uint8))}
+        functions = {SEGMENT.name: (fixed, (tf.TensorSpec(shape, tf.uint8),))}
         representative = _representative(run, config, size)
     with tempfile.TemporaryDirectory(prefix="tflite-export-") as staging:
         save_serving_model(staging, {SEGMENT.name: functions[SEGMENT.name]})
@@ -189,13 +194,19 @@ def export_tflite(
     flatbuffer, shape = tflite_flatbuffer(run, config, model, options)
 
     signature_runner, interpreter = tflite_runner(flatbuffer)
-    segment = lambda pixels: signature_runner(**{IMAGES: pixels})  # noqa: E731
+
+    # A model that resizes takes the optional output size too (TFLite has no defaults).
+    def segment_sized(pixels, output_size=DEFAULT_OUTPUT_SIZE):
+        return signature_runner(**{IMAGES: pixels, OUTPUT_SIZE: np.int32(output_size)})
+
+    segment = segment_sized
     resize_in = "model"
     notes = []
     if options.optimize == "float16":
         # TFLite folds batch norms before rounding weights: the reference is the float32 model.
         notes.append("weights stored as float16")
-    if options.optimize == "int8":
+    if options.optimize == "int8":  # a fixed network without the output size: the runner's
+        segment = lambda pixels: signature_runner(**{IMAGES: pixels})  # noqa: E731
         segment, resize_in = runner_resize(segment, tuple(shape[1:3])), "runner"
         notes.append(f"int8 network at {shape[1]}x{shape[2]}; frames resized by the runner")
     dims = ",".join("?" if d is None else str(d) for d in shape)
@@ -209,6 +220,7 @@ def export_tflite(
         notes=notes,
         reference=model,
         fixed_size=tuple(shape[1:3]) if resize_in == "runner" else None,
+        segment_sized=segment_sized if resize_in == "model" else None,
     )
     if not verification.passed:
         raise RuntimeError(

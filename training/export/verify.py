@@ -1,7 +1,8 @@
 """Verification of an exported SavedModel against the Keras model it came from.
 
 The SavedModel is reloaded from disk and run on real frames (from the run's data) and
-synthetic ones of several sizes (odd, landscape, portrait, a batch of two, JPEG and PNG bytes).
+synthetic ones of several sizes (odd, landscape, portrait, a batch of two, JPEG and PNG bytes,
+a frame whose maps are asked for at a quarter of its size).
 The reference is the same inference graph run on the in-memory Keras model at the same
 precision. The report gives the share of equal class-map pixels, the largest confidence
 difference, the network size and the latency of each call, and for reduced precision also the
@@ -30,13 +31,16 @@ from client import contract
 from client.contract import CLASS_MAP, CONFIDENCE
 from training.config import DEFAULT_MIN_AGREEMENT, ExportOptions, TrainConfig, default_of
 from training.data import voc
+from training.data.layouts import open_layout
 from training.data.synth import synthetic_frame
 from training.export.warmup import encode_rgb
 from training.learning.run_folder import RunFolder
-from training.model.inference_graph import network_size, segment_frames
+from training.model.inference_graph import DEFAULT_OUTPUT_SIZE, network_size, segment_frames
 
 # (height, width) of synthetic frames: odd and tiny, VGA landscape, VGA portrait.
 SYNTHETIC_SIZES = ((37, 53), (480, 640), (640, 480))
+# The ``output_size`` check: a 480×640 frame's maps at a planner's 120×160.
+PLANNER_SIZE = (120, 160)
 TIMED_CALLS = 3
 # A check alone may miss ten times what all together may (0.999 overall → 0.99 per check).
 ROW_SLACK = 10
@@ -63,11 +67,16 @@ def real_frames(
     """The first ``count`` images of the run's split ``lists`` (in that order) that exist on
     this machine."""
     frames = []
+    layout = open_layout(config.data)  # VOC's, a CVAT export's or Cityscapes' files
     for list_name in lists:
         path = run.splits / list_name
         ids = voc.read_split_list(path) if path.is_file() else []
         for sample_id in ids:
-            image = cv2.imread(str(voc.image_path(config.data, sample_id)), cv2.IMREAD_COLOR)
+            try:
+                image_file = layout.image_path(sample_id)
+            except (KeyError, ValueError, OSError):  # an id this root does not have
+                continue
+            image = cv2.imread(str(image_file), cv2.IMREAD_COLOR)
             if image is not None:
                 frames.append(Frame(sample_id, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
             if len(frames) == count:
@@ -228,26 +237,48 @@ class Checker:
         self.float32_equal = 0
         self._functions: dict[int, Callable] = {}
 
-    def expected(self, model: keras.Model, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    def expected(
+        self,
+        model: keras.Model,
+        pixels: np.ndarray,
+        output_size: tuple[tuple[int, int], ...] = DEFAULT_OUTPUT_SIZE,
+    ) -> dict[str, np.ndarray]:
         """The reference outputs: the in-memory model through the same inference graph, in a
         tf.function like the export (eager execution would round differently at bfloat16)."""
         if id(model) not in self._functions:
             self._functions[id(model)] = tf.function(
-                lambda frames: segment_frames(
-                    lambda x: model(x, training=False), frames, **self.graph_options
+                lambda frames, size: segment_frames(
+                    lambda x: model(x, training=False),
+                    frames,
+                    output_size=size,
+                    **self.graph_options,
                 ),
-                input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
+                input_signature=[
+                    tf.TensorSpec([None, None, None, 3], tf.uint8),
+                    tf.TensorSpec([None, 2], tf.int32),
+                ],
             )
-        return {k: v.numpy() for k, v in self._functions[id(model)](pixels).items()}
+        function = self._functions[id(model)]
+        return {k: v.numpy() for k, v in function(pixels, np.int32(output_size)).items()}
 
-    def check(self, name: str, text: str, pixels: np.ndarray, call: Callable[[], dict]) -> None:
-        """``call()`` must return the export's outputs for the uint8 frames ``pixels``."""
+    def check(
+        self,
+        name: str,
+        text: str,
+        pixels: np.ndarray,
+        call: Callable[[], dict],
+        output_size: tuple[int, int] | None = None,
+    ) -> None:
+        """``call()`` must return the export's outputs for the uint8 frames ``pixels`` (at
+        ``output_size`` when given, else at the frames' size)."""
         outputs, latency = _timed(lambda: {k: np.asarray(v) for k, v in call().items()})
-        if outputs[CLASS_MAP].shape != pixels.shape[:3]:
+        wanted = pixels.shape[:3] if output_size is None else (len(pixels), *output_size)
+        if outputs[CLASS_MAP].shape != wanted:
             raise RuntimeError(
-                f"{name}: class_map shape {outputs['class_map'].shape}, expected {pixels.shape[:3]}"
+                f"{name}: class_map shape {outputs[CLASS_MAP].shape}, expected {wanted}"
             )
-        reference = self.expected(self.references[self.precision], pixels)
+        sizes = DEFAULT_OUTPUT_SIZE if output_size is None else (output_size,)
+        reference = self.expected(self.references[self.precision], pixels, sizes)
         size = network_size(tf.shape(pixels)[1:3], **self.graph_options).numpy()
         confidence_diff = np.abs(
             outputs[CONFIDENCE].astype(int) - reference[CONFIDENCE].astype(int)
@@ -264,7 +295,7 @@ class Checker:
             )
         )
         if self.measures_float32_cost:
-            full = self.expected(self.references["float32"], pixels)
+            full = self.expected(self.references["float32"], pixels, sizes)
             self.float32_equal += int((outputs[CLASS_MAP] == full[CLASS_MAP]).sum())
 
     @property
@@ -281,6 +312,19 @@ class Checker:
         if landscape:
             pair = np.stack([landscape[0], landscape[0][:, ::-1]])
             self.check("batch of two", "2x480x640 raw", pair, lambda: segment(pair))
+
+    def sized_frame(
+        self, frames: list[Frame], segment: Callable[[np.ndarray, np.ndarray], dict]
+    ) -> None:
+        """A 480×640 frame with ``output_size`` :data:`PLANNER_SIZE`: ``segment(pixels,
+        output_size)`` must give the reference graph's maps at that size."""
+        landscape = [f.pixels for f in frames if f.pixels.shape[:2] == (480, 640)]
+        if landscape:
+            pixels, size = landscape[0][None], np.int32([PLANNER_SIZE])
+            text = f"1x480x640 raw, {contract.OUTPUT_SIZE} {PLANNER_SIZE[0]}x{PLANNER_SIZE[1]}"
+            self.check(
+                contract.OUTPUT_SIZE, text, pixels, lambda: segment(pixels, size), PLANNER_SIZE
+            )
 
     def encoded_frames(self, frames: list[Frame], segment: Callable[[bytes], dict]) -> None:
         """A 480×640 frame as JPEG (compared on the graph's own decoding) and the smallest
@@ -333,8 +377,19 @@ def verify_saved_model(
     serving = loaded.signatures[contract.SEGMENT.name]
     segment_jpeg = loaded.signatures[contract.SEGMENT_JPEG.name]
     checker = Checker(references, graph_options=graph_options, precision=precision)
-    checker.raw_frames(frames, lambda pixels: serving(**{contract.IMAGES: pixels}))
-    checker.encoded_frames(frames, lambda data: segment_jpeg(**{contract.JPEG: [data]}))
+    # Python's signature functions have no input defaults (TF Serving and ours fill them).
+    default = np.int32(DEFAULT_OUTPUT_SIZE)
+    checker.raw_frames(
+        frames, lambda pixels: serving(**{contract.IMAGES: pixels, contract.OUTPUT_SIZE: default})
+    )
+    checker.sized_frame(
+        frames,
+        lambda pixels, size: serving(**{contract.IMAGES: pixels, contract.OUTPUT_SIZE: size}),
+    )
+    checker.encoded_frames(
+        frames,
+        lambda data: segment_jpeg(**{contract.JPEG: [data], contract.OUTPUT_SIZE: default}),
+    )
     metadata_call = loaded.signatures[contract.METADATA.name]
     metadata = {k: v.numpy() for k, v in metadata_call(**{contract.METADATA_REQUEST: [0]}).items()}
     names = [n.decode() for n in metadata[contract.CLASS_NAMES][0]]

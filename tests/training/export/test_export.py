@@ -11,7 +11,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from client import contract
 from client.palette import voc_colormap
-from tests.helpers import write_random_run
+from tests.helpers import call_signature, write_random_run
 from training.cli import main
 from training.data import voc
 from training.data.synth import synthetic_frame
@@ -170,15 +170,70 @@ def test_signatures_are_exactly_the_contract(exported):
     _, loaded = exported
     assert set(loaded.signatures) == {"serving_default", "segment_jpeg", "metadata"}
     serving = loaded.signatures["serving_default"]
+    output_size = tf.TensorSpec([None, 2], tf.int32, name="output_size")
     assert serving.structured_input_signature[1] == {
-        "images": tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+        "images": tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+        "output_size": output_size,
     }
     assert {k: (v.dtype, v.shape.as_list()) for k, v in serving.structured_outputs.items()} == {
         "class_map": (tf.uint8, [None, None, None]),
         "confidence": (tf.uint8, [None, None, None]),
     }
     jpeg_inputs = loaded.signatures["segment_jpeg"].structured_input_signature[1]
-    assert jpeg_inputs == {"jpeg": tf.TensorSpec([None], tf.string, name="jpeg")}
+    assert jpeg_inputs == {
+        "jpeg": tf.TensorSpec([None], tf.string, name="jpeg"),
+        "output_size": output_size,
+    }
+
+
+def test_output_size_is_optional_and_gives_the_maps_at_the_planners_size(exported, small_run):
+    report, loaded = exported
+    saved = saved_model_pb2.SavedModel.FromString((report.path / "saved_model.pb").read_bytes())
+    for name in ("serving_default", "segment_jpeg"):  # TF Serving fills it when left out
+        default = saved.meta_graphs[0].signature_def[name].defaults["output_size"]
+        assert tf.make_ndarray(default).tolist() == [[0, 0]]
+    serving = loaded.signatures["serving_default"]
+    frames = np.stack([_frame(96, 128, seed=i) for i in range(2)])
+    full = serving(images=frames, output_size=[[0, 0]])["class_map"].numpy()
+    assert full.shape == (2, 96, 128)
+    # One row, or one row per frame (TF Serving's batching): maps at 24×32.
+    for rows in ([[24, 32]], [[24, 32], [24, 32]]):
+        outputs = serving(images=frames, output_size=rows)
+        assert outputs["class_map"].shape == outputs["confidence"].shape == (2, 24, 32)
+    # The same as the Keras model's logits resized straight to 24×32.
+    config = small_run.read_config()
+    model = small_run.load_model()
+    reference = segment_frames(
+        lambda x: model(x, training=False),
+        tf.constant(frames),
+        input_size=config.input_size,
+        output_stride=config.output_stride,
+        output_size=tf.constant([[24, 32]]),
+    )
+    assert (outputs["class_map"].numpy() == reference["class_map"].numpy()).mean() >= 0.999
+    # Nearly what shrinking the full map gives, for a quarter of the resizing.
+    shrunk = np.stack([cv2.resize(m, (32, 24), interpolation=cv2.INTER_NEAREST) for m in full])
+    assert (outputs["class_map"].numpy() == shrunk).mean() >= 0.8
+    jpeg = cv2.imencode(".png", frames[0][..., ::-1])[1].tobytes()
+    from_jpeg = loaded.signatures["segment_jpeg"](jpeg=[jpeg], output_size=[[24, 32]])
+    np.testing.assert_array_equal(from_jpeg["class_map"][0], outputs["class_map"][0])
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([[24, 32], [12, 16]], "every row of output_size must ask for the same size"),
+        ([[0, 32]], "output_size must be \\[0, 0\\]"),
+        ([[97, 128]], "and the frame size; got.*97 128.*for a frame of.*96 128"),
+        ([[-1, -1]], "output_size must be"),
+        (np.zeros((0, 2), np.int32), "output_size needs a row"),
+    ],
+)
+def test_a_bad_output_size_is_refused_naming_it(exported, rows, message):
+    _, loaded = exported
+    frames = _frame(96, 128)[None]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["serving_default"](images=frames, output_size=np.int32(rows))
 
 
 @pytest.mark.parametrize("shape", [(1, 37, 53), (2, 480, 640), (1, 640, 480), (1, 1, 1)])
@@ -187,7 +242,7 @@ def test_serving_default_returns_maps_at_the_frame_size_that_agree_with_keras(
 ):
     _, loaded = exported
     frames = np.stack([_frame(*shape[1:], seed=i) for i in range(shape[0])])
-    outputs = loaded.signatures["serving_default"](images=frames)
+    outputs = call_signature(loaded.signatures["serving_default"], images=frames)
     class_map, confidence = outputs["class_map"].numpy(), outputs["confidence"].numpy()
     assert class_map.shape == confidence.shape == shape
     assert class_map.dtype == confidence.dtype == np.uint8
@@ -205,16 +260,19 @@ def test_segment_jpeg_decodes_jpeg_and_png_in_the_graph(exported):
     serving, segment_jpeg = (loaded.signatures[k] for k in ("serving_default", "segment_jpeg"))
     frame = _frame(120, 90)  # portrait
     png = cv2.imencode(".png", frame[..., ::-1])[1].tobytes()
-    from_png = segment_jpeg(jpeg=[png, png])["class_map"].numpy()
+    from_png = call_signature(segment_jpeg, jpeg=[png, png])["class_map"].numpy()
     assert from_png.shape == (2, 120, 90)
-    np.testing.assert_array_equal(from_png[0], serving(images=frame[None])["class_map"][0])
+    np.testing.assert_array_equal(
+        from_png[0], call_signature(serving, images=frame[None])["class_map"][0]
+    )
     jpeg = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     decoded = tf.io.decode_jpeg(jpeg, channels=3)[None]
     np.testing.assert_array_equal(
-        segment_jpeg(jpeg=[jpeg])["class_map"], serving(images=decoded)["class_map"]
+        call_signature(segment_jpeg, jpeg=[jpeg])["class_map"],
+        call_signature(serving, images=decoded)["class_map"],
     )
     with pytest.raises(tf.errors.InvalidArgumentError):
-        segment_jpeg(jpeg=[b"\xff\xd8 truncated"])
+        call_signature(segment_jpeg, jpeg=[b"\xff\xd8 truncated"])
 
 
 def test_metadata_gives_names_palette_sizes_in_batched_rows_with_a_default_input(
@@ -249,7 +307,7 @@ def test_warmup_records_replay_against_the_signatures(exported):
     for request in requests:
         signature = loaded.signatures[request.model_spec.signature_name]
         inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-        outputs = signature(**inputs)
+        outputs = call_signature(signature, **inputs)
         assert outputs["class_map"].dtype == tf.uint8
         if "images" in inputs:
             assert outputs["class_map"].shape == inputs["images"].shape[:3]
@@ -327,7 +385,7 @@ def test_reduced_precision_exports_are_verified_and_report_their_cost(
     assert 0.9 < verification.float32_agreement <= 1.0
     assert "agreement with the float32 model" in report.text()
     loaded = tf.saved_model.load(str(report.path))
-    outputs = loaded.signatures["serving_default"](images=_frame(48, 64)[None])
+    outputs = call_signature(loaded.signatures["serving_default"], images=_frame(48, 64)[None])
     assert outputs["class_map"].dtype == tf.uint8 and outputs["class_map"].shape == (1, 48, 64)
 
 
@@ -338,7 +396,8 @@ def test_predict_draws_what_the_exported_model_answers(exported, small_run, tmp_
     frame = _frame(90, 150)
     cv2.imwrite(str(tmp_path / "frame.png"), frame[..., ::-1])
     class_map, _ = predict_image(small_run.path, tmp_path / "frame.png", tmp_path / "out.png")
-    served = loaded.signatures["serving_default"](images=frame[None])["class_map"][0].numpy()
+    served = call_signature(loaded.signatures["serving_default"], images=frame[None])
+    served = served["class_map"][0].numpy()
     assert (class_map == served).mean() >= 0.999
 
 
@@ -365,7 +424,7 @@ def test_export_verifies_on_real_voc_frames(voc_sample, tmp_path):
     run = write_random_run(tmp_path / "run", voc_sample, INPUT_SIZE)
     report = export_run(run.path, tmp_path / "models", warmup_sizes=((48, 64),))
     real = [row for row in report.verification.rows if not row.check.startswith(("synthetic",
-            "batch", "segment_jpeg"))]  # fmt: skip
+            "batch", "segment_jpeg", "output_size"))]  # fmt: skip
     listed = [(run.splits / f"{s}.txt").read_text().split() for s in ("val", "train")]
     assert [row.check for row in real] == (listed[0] + listed[1])[:2]
     assert not report.verification.notes
@@ -387,12 +446,18 @@ def test_tflite_export_is_verified_and_answers_at_the_frame_size(small_run, tmp_
     sidecar = tflite.read_sidecar(out)
     assert sidecar["class_names"] == small_run.read_config().class_names
     assert sidecar["input_size"] == list(INPUT_SIZE) and sidecar["optimize"] == optimize
+    assert sidecar["inputs"]["output_size"] == {
+        "dtype": "int32", "shape": [1, 2], "frame_size": [0, 0]
+    }  # fmt: skip
     segment, _ = tflite.tflite_runner(out.read_bytes())
     frame = _frame(37, 53)[None]
-    outputs = segment(images=frame)
+    outputs = segment(images=frame, output_size=np.int32([[0, 0]]))  # TFLite has no defaults
     assert outputs["class_map"].shape == (1, 37, 53) and outputs["class_map"].dtype == np.uint8
     agreement = (outputs["class_map"] == _keras_class_map(small_run, frame)).mean()
     assert agreement >= min_agreement
+    planner = segment(images=frame, output_size=np.int32([[9, 13]]))
+    assert planner["class_map"].shape == planner["confidence"].shape == (1, 9, 13)
+    assert "output_size" in report.verification.text()  # checked at a planner's size too
 
 
 def test_tflite_export_refuses_other_file_names(small_run, tmp_path):
@@ -413,7 +478,8 @@ def test_cli_export_with_stretch_resize_runs_the_training_size_at_any_frame_size
     assert "passed" in out and "48x64" not in out  # every check ran the network at 64x64
     loaded = tf.saved_model.load(str(tmp_path / "seg" / "1"))
     frame = _frame(30, 90)[None]
-    class_map = loaded.signatures["serving_default"](images=frame)["class_map"].numpy()
+    class_map = call_signature(loaded.signatures["serving_default"], images=frame)
+    class_map = class_map["class_map"].numpy()
     assert class_map.shape == (1, 30, 90)
     np.testing.assert_array_equal(class_map, _keras_class_map(small_run, frame, "stretch"))
     assert main([*argv, "--version=1"]) == 1

@@ -50,7 +50,9 @@ def test_cli_exports_an_onnx_model_onnx_runtime_runs(trained_run, tmp_path, caps
     assert info["inputs"]["images"]["shape"] == [None, None, None, 3]
     assert info["verification"]["agreement"] >= 0.999
     segment, session = onnx_runner(out.read_bytes())
-    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [i.name for i in session.get_inputs()] == ["images", "output_size"]
     assert {o.name for o in session.get_outputs()} == {"class_map", "confidence"}
     outputs = segment(np.zeros((2, 37, 53, 3), np.uint8))
     assert outputs["class_map"].shape == (2, 37, 53) and outputs["class_map"].dtype == np.uint8
+    planner = segment(np.zeros((2, 37, 53, 3), np.uint8), [[9, 13]])
+    assert planner["class_map"].shape == planner["confidence"].shape == (2, 9, 13)

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from client import contract
+from tests.helpers import call_signature
 from training.export.publish import export_run
 from training.export.rewrites import (
     NO_OPTIMIZATIONS,
@@ -65,7 +66,7 @@ def test_export_applies_both_rewrites_by_default_and_none_when_told(trained_run,
     answers, ops = [], []
     for report in (default, plain):
         signature = tf.saved_model.load(str(report.path)).signatures["serving_default"]
-        answers.append(signature(images=frame)["class_map"].numpy())
+        answers.append(call_signature(signature, images=frame)["class_map"].numpy())
         graph = signature.graph.as_graph_def()
         nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
         ops.append([node.op for node in nodes])
