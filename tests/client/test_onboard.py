@@ -224,11 +224,13 @@ def test_a_sidecar_with_fewer_classes_than_the_model_gives_is_named(tflite_model
 def test_bench_measures_the_onboard_model_alone(tflite_model):
     result = subprocess.run(
         [sys.executable, "-m", "client", "bench", "--onboard", str(tflite_model), "--threads",
-         "1", "--frames", "8", "--warmup", "1", "--size", "96x128", "--fps", "0", "--quiet"],
+         "1", "--frames", "8", "--warmup", "1", "--size", "96x128", "--fps", "0", "--quiet",
+         "--output-size", "24x32"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "answers: remote 0, onboard 8 (onboard: rpc is the inference" in result.stdout
+    assert "maps at: 24x32 (output_size)" in result.stdout
     assert "failed frames: 0" in result.stdout
     refused = subprocess.run(
         [sys.executable, "-m", "client", "bench", "--onboard", str(tflite_model), "--target",
