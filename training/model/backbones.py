@@ -6,6 +6,9 @@ shape, so every pretrained weight of the rebuilt stages is copied over unchanged
 
     features = dilated_backbone("resnet50", output_stride=16, weights=None)
     features.output.shape  # (None, None, None, 2048), 1/16 of the input
+    both = dilated_backbone("resnet50", weights=None, low_level=True)
+    [tensor.shape for tensor in both.outputs]  # then the 1/4 features (DeepLab v3+)
+    # → [(None, None, None, 2048), (None, None, None, 256)]
 
 The backbone takes images as float32 in [0, 1] (what :func:`training.data.pipeline.normalize_image`
 gives) and applies its ImageNet preprocessing inside the graph, so training, export and the
@@ -38,6 +41,13 @@ IMAGENET_FILES = {
 # The layer whose output feeds ASPP. MobileNetV2 stops before its 1280-channel Conv_1, as in
 # the DeepLab model zoo (320 channels).
 FEATURE_LAYERS = {"resnet50": "conv5_block3_out", "mobilenetv2": "block_16_project_BN"}
+# The stride-4 layer whose output feeds DeepLab v3+'s decoder, as in DeepLab's own
+# feature_extractor.py (tensorflow/models, research/deeplab/core): ResNet-50's last stride-4
+# unit (there ``block1/unit_2/bottleneck_v1/conv3``, 256 channels; Keras strides at the start
+# of the next stage, so its conv2 stage ends at stride 4), and MobileNetV2's
+# ``layer_4/depthwise_output``: the depthwise 3×3 (BN, ReLU6) of the third inverted-residual
+# block, 144 channels, which Keras names block_2.
+LOW_LEVEL_LAYERS = {"resnet50": "conv2_block3_out", "mobilenetv2": "block_2_depthwise_relu"}
 
 
 class BackboneWeightsError(RuntimeError):
@@ -156,6 +166,8 @@ def dilated_backbone(
     weights: str | Path | None = "imagenet",
     input_shape: tuple[int | None, int | None, int] = (None, None, 3),
     bn_momentum: float | None = None,
+    sync_batch_norm: bool = False,
+    low_level: bool = False,
 ) -> keras.Model:
     """A keras Functional model: images in [0, 1] → features at 1/``output_stride``.
 
@@ -163,6 +175,9 @@ def dilated_backbone(
     weights file. Layer names are those of keras.applications (``conv5_block1_2_conv``, …).
     ``bn_momentum`` replaces the batch norms' moving-average momentum (keras.applications
     uses 0.99 for ResNet-50 and 0.999 for MobileNetV2, too slow for short runs from scratch).
+    ``sync_batch_norm``: every batch norm computes its batch statistics over all replicas
+    (Keras' ``synchronized=True``). ``low_level``: a second output, the stride-4 features of
+    :data:`LOW_LEVEL_LAYERS` (for the DeepLab v3+ decoder).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
@@ -180,9 +195,10 @@ def dilated_backbone(
         raise BackboneWeightsError(
             f"could not load {backbone} weights from {weights}: {error}"
         ) from error
-    truncated = keras.Model(
-        pretrained.input, pretrained.get_layer(FEATURE_LAYERS[backbone]).output, name=backbone
-    )
+    outputs = [pretrained.get_layer(FEATURE_LAYERS[backbone]).output]
+    if low_level:
+        outputs.append(pretrained.get_layer(LOW_LEVEL_LAYERS[backbone]).output)
+    truncated = keras.Model(pretrained.input, outputs if low_level else outputs[0], name=backbone)
 
     overrides = (
         _resnet50_overrides(output_stride)
@@ -192,8 +208,10 @@ def dilated_backbone(
 
     def rebuild(layer: keras.layers.Layer) -> keras.layers.Layer:
         config = {**layer.get_config(), **overrides.get(layer.name, {})}
-        if bn_momentum is not None and isinstance(layer, keras.layers.BatchNormalization):
-            config["momentum"] = bn_momentum
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if bn_momentum is not None:
+                config["momentum"] = bn_momentum
+            config["synchronized"] = sync_batch_norm
         return layer.__class__.from_config(config)
 
     dilated = keras.models.clone_model(truncated, clone_function=rebuild)

@@ -7,6 +7,7 @@ share and batch norm folds into the convolutions at export.
 
     info = describe("mobilenetv2", input_size=(384, 384))
     info.multiply_adds / 1e9, info.parameters / 1e6
+    describe("mobilenetv2", input_size=(480, 640), decoder=True).row()  # DeepLab v3+
 """
 
 from __future__ import annotations
@@ -29,19 +30,20 @@ class ModelInfo:
     parameters: int
     multiply_adds: int
     feature_size: tuple[int, int]
+    decoder: bool = False
 
     def row(self) -> str:
         height, width = self.input_size
         return (
             f"| {self.backbone} | {self.output_stride} | {height}×{width} "
             f"| {self.parameters / 1e6:.1f} M | {self.multiply_adds / 1e9:.1f} B "
-            f"| {self.feature_size[0]}×{self.feature_size[1]} |"
+            f"| {self.feature_size[0]}×{self.feature_size[1]} | {'v3+' if self.decoder else 'v3'} |"
         )
 
 
 TABLE_HEADER = (
-    "| backbone | output stride | input | parameters | multiply-adds | ASPP feature map |\n"
-    "| --- | --- | --- | --- | --- | --- |"
+    "| backbone | output stride | input | parameters | multiply-adds | ASPP feature map "
+    "| model |\n| --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -69,14 +71,17 @@ def describe(
     input_size: tuple[int, int] = (384, 384),
     output_stride: int = 16,
     num_classes: int = 21,
+    decoder: bool = False,
 ) -> ModelInfo:
-    """Builds the model (random weights) at ``input_size`` and measures it."""
+    """Builds the model (random weights) at ``input_size`` and measures it; ``decoder``:
+    DeepLab v3+."""
     model = build_deeplabv3(
         num_classes,
         backbone=backbone,
         output_stride=output_stride,
         backbone_weights=None,
         input_shape=(*input_size, 3),
+        decoder=decoder,
     )
     features = model.get_layer("aspp_concat").output.shape
     return ModelInfo(
@@ -86,4 +91,5 @@ def describe(
         parameters=model.count_params(),
         multiply_adds=count_multiply_adds(model),
         feature_size=(features[1], features[2]),
+        decoder=decoder,
     )
