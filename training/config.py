@@ -17,12 +17,21 @@ from client import contract
 from client.palette import voc_colormap
 from training.data import voc
 from training.data.labelmap import Labelmap, class_names
-from training.data.masks import dataset_classes
+from training.data.layouts import open_layout
 
 BACKBONES = ("resnet50", "mobilenetv2")
 OUTPUT_STRIDES = (8, 16)
+PLAIN_SCALES = (1.0,)
+"""Evaluation's default ``--scales``: the network once, at the size it was trained for."""
 LOSSES = ("ce", "ce+dice", "dice")
 CLASS_WEIGHTINGS = ("per_image", "fixed", "none")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("plateau", "poly")
+"""``plateau``: a constant rate that ReduceLROnPlateau cuts (the book's); ``poly``: linear
+warm-up, then ``lr × (1 − step/steps)^power`` down to 0 over the whole run (DeepLab's)."""
+AUGMENTATIONS = ("crop_or_resize", "random_scale")
+"""``crop_or_resize``: the book's (resize-and-crop or resize, flip, colour jitter);
+``random_scale``: DeepLab's (scale by a factor in ``scale_range``, pad, crop, flip)."""
 RESIZE_MODES = ("aspect", "stretch")
 """How a frame becomes the network's input: ``aspect`` keeps its aspect ratio (long side = the
 training size), ``stretch`` resizes it to the training size as the book does."""
@@ -73,14 +82,28 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     bn_momentum: float | None = None
     mixed_precision: bool = False
-    early_stopping_patience: int = 6
+    decoder: bool = False  # DeepLab v3+'s decoder (stride-4 features) before the classifier
+    sync_batch_norm: bool = False  # batch statistics over all replicas (MirroredStrategy)
+    early_stopping_patience: int | None = 6  # None: no early stopping
     reduce_lr_patience: int = 3
+    optimizer: str = "adam"
+    momentum: float = 0.9  # SGD's
+    weight_decay: float | None = None
+    """Keras' decoupled weight decay (``w -= lr × weight_decay × w`` each step, outside the
+    momentum; batch-norm parameters and biases excluded); None: none."""
+    lr_schedule: str = "plateau"
+    lr_power: float = 0.9  # the poly schedule's exponent
+    warmup_steps: int = 0  # the poly schedule's linear warm-up from 0 to lr
+    augmentation: str = "crop_or_resize"
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    """random_scale: the factors drawn, relative to the frame fitted into input_size."""
     class_names: list[str] = field(default_factory=list)  # [] : the dataset's
     palette: list[list[int]] = field(default_factory=list)  # RGB per class; [] : the dataset's
     fixed_class_weights: list[float] | None = None  # filled in when class_weights="fixed"
 
     def __post_init__(self):
         self.input_size = tuple(self.input_size)
+        self.scale_range = tuple(self.scale_range)
         self._resolve_classes()
         for name in ("epochs", "batch_size", "num_classes"):
             if getattr(self, name) < 1:
@@ -95,16 +118,44 @@ class TrainConfig:
         _choice("output_stride", self.output_stride, OUTPUT_STRIDES)
         _choice("loss", self.loss, LOSSES)
         _choice("class_weights", self.class_weights, CLASS_WEIGHTINGS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("augmentation", self.augmentation, AUGMENTATIONS)
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        """The optimizer's, schedule's and augmentation's numbers, each named when out of range."""
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be ≥ 0 or None, got {self.weight_decay}")
+        if not self.lr_power > 0:
+            raise ValueError(f"lr_power must be positive, got {self.lr_power}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be ≥ 0, got {self.warmup_steps}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ValueError(
+                f"early_stopping_patience must be ≥ 0 or None, got {self.early_stopping_patience}"
+            )
+        low, high = self.scale_range if len(self.scale_range) == 2 else (0, 0)
+        if not 0 < low <= high:
+            raise ValueError(
+                f"scale_range must be (low, high) with 0 < low ≤ high, got {self.scale_range}"
+            )
+        for name in ("decoder", "sync_batch_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def _resolve_classes(self) -> None:
         """Class count, names and colours: as recorded (a saved run), else the dataset's
-        labelmap.txt, else VOC's (numbered names past VOC's 21 for a larger --num-classes)."""
+        labelmap.txt or Cityscapes' table, else VOC's (numbered names past VOC's 21 for a
+        larger --num-classes)."""
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
         if self.class_names:
             self.num_classes = self.num_classes or len(self.class_names)
         else:
-            labelmap, self.num_classes = dataset_classes(self.data, self.num_classes)
+            labelmap, self.num_classes = open_layout(self.data).classes(self.num_classes)
             self.class_names = class_names(labelmap.names, self.num_classes)
             if labelmap != Labelmap.voc():
                 self.palette = [list(color) for color in labelmap.colors]
@@ -126,8 +177,12 @@ class TrainConfig:
         return Labelmap(tuple(self.class_names), tuple(map(tuple, self.palette)))
 
     def split(self, name: str) -> list[str]:
-        """The ids of split ``name`` of the run's data (:func:`voc.resolve_split`)."""
-        return voc.resolve_split(self.data, name, **self.split_options(), seed=self.split_seed)
+        """The ids of split ``name`` of the run's data, through its layout
+        (:func:`training.data.layouts.open_layout`: VOC's lists, SBD's ``train_aug``,
+        Cityscapes' folders)."""
+        return open_layout(self.data).resolve_split(
+            name, **self.split_options(), seed=self.split_seed
+        )
 
     def split_options(self) -> dict[str, float]:
         return dict(val_fraction=self.val_fraction, test_fraction=self.test_fraction)

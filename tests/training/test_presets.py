@@ -34,7 +34,9 @@ def test_none_given_on_the_command_line_overrides_a_preset():
 
 
 def test_unknown_presets_and_values_are_named():
-    with pytest.raises(ValueError, match="preset must be one of book, demo, smoke; got 'fast'"):
+    with pytest.raises(
+        ValueError, match="preset must be one of book, paper, demo, smoke; got 'fast'"
+    ):
         train_config("fast", data="d", out="o")
     with pytest.raises(ValueError, match="loss must be one of ce, ce\\+dice, dice; got 'l2'"):
         train_config("smoke", data="d", out="o", loss="l2")

@@ -32,6 +32,27 @@ def weights_arg(text: str) -> str | None:
     return None if text.lower() == "none" else text
 
 
+def optional_int_arg(text: str) -> int | None:
+    """'none' → None; anything else an integer."""
+    return None if text.lower() == "none" else int(text)
+
+
+def optional_float_arg(text: str) -> float | None:
+    """'none' → None; anything else a number."""
+    return None if text.lower() == "none" else float(text)
+
+
+def scales_arg(text: str) -> tuple[float, ...]:
+    """'0.75,1.0,1.25' → (0.75, 1.0, 1.25); each positive."""
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected factors like 0.75,1.25, got {text!r}") from None
+    if not all(scale > 0 for scale in scales):
+        raise argparse.ArgumentTypeError(f"factors must be positive, got {text!r}")
+    return scales
+
+
 def share_arg(text: str) -> float:
     """A share in (0, 1], such as 0.999."""
     value = float(text)

@@ -1,6 +1,6 @@
 """``python -m training {train,evaluate,predict,model-info}``: the model's commands.
 
-``train`` starts from a preset (``--preset book|demo|smoke``, :mod:`training.presets`) and
+``train`` starts from a preset (``--preset book|paper|demo|smoke``, :mod:`training.presets`) and
 applies the flags given on top; every default and choice is read from :mod:`training.config`.
 Heavy imports (TensorFlow, Keras) happen inside the commands, so ``--help`` stays fast.
 """
@@ -12,14 +12,25 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from training.cli.args import input_size_arg, weights_arg, with_default
+from training.cli.args import (
+    input_size_arg,
+    optional_float_arg,
+    optional_int_arg,
+    scales_arg,
+    weights_arg,
+    with_default,
+)
 from training.config import (
+    AUGMENTATIONS,
     BACKBONES,
     CLASS_WEIGHTINGS,
     DEFAULT_PRECISION,
     DEFAULT_RESIZE,
     LOSSES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
     OUTPUT_STRIDES,
+    PLAIN_SCALES,
     PRECISIONS,
     RESIZE_MODES,
     TrainConfig,
@@ -74,6 +85,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         resize=args.resize or DEFAULT_RESIZE,
         precision=args.precision,
+        output_stride=args.output_stride,
+        scales=args.scales,
+        flip=args.flip,
     )
     print(report.table())
     if args.json:
@@ -104,7 +118,12 @@ def _model_info(args: argparse.Namespace) -> int:
     print(TABLE_HEADER)
     for backbone in args.backbone:
         for output_stride in args.output_stride:
-            info = describe(backbone, input_size=args.input_size, output_stride=output_stride)
+            info = describe(
+                backbone,
+                input_size=args.input_size,
+                output_stride=output_stride,
+                decoder=args.decoder,
+            )
             print(info.row())
     return 0
 
@@ -146,7 +165,33 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     option("--epochs", type=int)
     option("--batch-size", "global batch (all replicas)", type=int)
     option("--input-size", "384 or WxH", type=input_size_arg)
-    option("--lr", "Adam learning rate", type=float)
+    option("--lr", "learning rate (with --lr-schedule poly: the peak)", type=float)
+    option("--optimizer", choices=OPTIMIZERS)
+    option("--momentum", "SGD's momentum", type=float)
+    option(
+        "--weight-decay",
+        "Keras' decoupled decay, w -= lr × decay × w per step (not through the momentum, "
+        "unlike an L2 loss); none: off",
+        type=optional_float_arg,
+    )
+    option(
+        "--lr-schedule",
+        "plateau: constant, cut by 10 when val loss stalls (the book's); poly: warm-up, then "
+        "lr × (1 − step/steps)^power to 0 (DeepLab's)",
+        choices=LR_SCHEDULES,
+    )
+    option("--lr-power", "the poly schedule's power", type=float)
+    option("--warmup-steps", "the poly schedule's linear warm-up", type=int)
+    option(
+        "--augmentation",
+        "crop_or_resize: the book's (with colour jitter); random_scale: DeepLab's",
+        choices=AUGMENTATIONS,
+    )
+    option(
+        "--scale-range",
+        "random_scale's LOW,HIGH factors (relative to the frame fitted into the input size)",
+        type=scales_arg,
+    )
     option("--backbone", choices=BACKBONES)
     option(
         "--backbone-weights",
@@ -165,7 +210,19 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     option("--steps-per-epoch", "none: one pass over the split", type=int)
     option("--bn-momentum", "batch-norm momentum; none: Keras'", type=float)
     option("--mixed-precision", "float16 compute (GPUs)", action="store_const", const=True)
-    option("--early-stopping-patience", type=int)
+    option(
+        "--decoder",
+        "DeepLab v3+: a decoder on the backbone's stride-4 features (sharper edges)",
+        action="store_const",
+        const=True,
+    )
+    option(
+        "--sync-batch-norm",
+        "batch statistics over all replicas (several GPUs or workers)",
+        action="store_const",
+        const=True,
+    )
+    option("--early-stopping-patience", "none: never stop early", type=optional_int_arg)
     option("--reduce-lr-patience", type=int)
     p.add_argument(
         "--keras-verbose", type=int, choices=(0, 1, 2), default=2, help="Keras progress output"
@@ -195,6 +252,22 @@ def add_learning_commands(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_PRECISION,
         help="compute in the precision `export --precision` uses, to see what it costs",
     )
+    p.add_argument(
+        "--output-stride",
+        type=int,
+        choices=OUTPUT_STRIDES,
+        help="rebuild the model at this stride with the same weights (default: the run's)",
+    )
+    p.add_argument(
+        "--scales",
+        type=scales_arg,
+        default=PLAIN_SCALES,
+        help="average the softmax over the image scaled by each factor, e.g. 0.75,1,1.25 "
+        "(default: 1)",
+    )
+    p.add_argument(
+        "--flip", action="store_true", help="also average over the mirrored image (2× the cost)"
+    )
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser("predict", help="colorized overlay of one image")
@@ -221,4 +294,5 @@ def add_learning_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--input-size", type=input_size_arg, default=default_of(TrainConfig, "input_size")
     )
+    p.add_argument("--decoder", action="store_true", help="DeepLab v3+ (train --decoder)")
     p.set_defaults(func=_model_info)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from training.data import voc
 from training.data.index_masks import index_mask_path, prepare_index_masks
+from training.data.layouts import open_layout
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -83,6 +84,42 @@ def random_crop_or_resize(image, mask, seeds, input_size, resize_before_crop):
     return tf.cond(coin < 0.5, resize_and_crop, resize_only)
 
 
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+"""Where random scale pads the image: the mean the backbones' preprocessing subtracts (DeepLab
+pads with its mean pixel), so padding reads as about 0 to the network; masks pad with 255."""
+
+
+def random_scale_crop(image, mask, seeds, input_size, scale_range):
+    """DeepLab's augmentation: fit the frame into ``input_size`` (long side = its long side),
+    scale it by a factor drawn from ``scale_range``, pad the bottom and right to at least
+    ``input_size`` (image: :data:`IMAGENET_MEAN_RGB`, mask: 255, which the losses ignore),
+    and crop ``input_size`` at one random offset shared by image and mask."""
+    scale_seed, crop_seed = seeds[0], seeds[1]
+    height, width = input_size
+    frame = tf.cast(tf.shape(mask), tf.float32)
+    scale = tf.random.stateless_uniform(
+        [], seed=scale_seed, minval=scale_range[0], maxval=scale_range[1]
+    )
+    fitted = scale * max(input_size) / tf.reduce_max(frame)
+    size = tf.maximum(tf.cast(tf.round(frame * fitted), tf.int32), 1)
+    image, mask = _resize_pair(image, mask, size)
+    padding = [[0, tf.maximum(height - size[0], 0)], [0, tf.maximum(width - size[1], 0)]]
+    mean = tf.constant(IMAGENET_MEAN_RGB, image.dtype)
+    image = tf.pad(image - mean, [*padding, [0, 0]]) + mean
+    mask = tf.pad(mask, padding, constant_values=255)
+    limit = tf.shape(mask) - tf.constant([height, width]) + 1
+    offset = (
+        tf.random.stateless_uniform(
+            [2], seed=crop_seed, minval=0, maxval=tf.int32.max, dtype=tf.int32
+        )
+        % limit
+    )
+    return (
+        tf.slice(image, [offset[0], offset[1], 0], [height, width, 3]),
+        tf.slice(mask, offset, [height, width]),
+    )
+
+
 def random_flip(image, mask, seed):
     """Horizontal flip of image and mask together with p=0.5."""
     flip = tf.random.stateless_uniform([], seed=seed) < 0.5
@@ -99,10 +136,17 @@ def color_jitter(image, seeds):
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def augment_sample(image, mask, seed, *, input_size, resize_before_crop):
-    """Training transform of one decoded uint8 pair, deterministic given ``seed`` (int64 [2])."""
+def augment_sample(image, mask, seed, *, input_size, resize_before_crop, scale_range=None):
+    """Training transform of one decoded uint8 pair, deterministic given ``seed`` (int64 [2]).
+
+    ``scale_range`` None: the book's (crop or resize, flip, colour jitter); (low, high):
+    DeepLab's (:func:`random_scale_crop`, flip; no colour jitter)."""
     seeds = tf.random.experimental.stateless_split(seed, num=6)
     image = normalize_image(image)
+    if scale_range is not None:
+        image, mask = random_scale_crop(image, mask, seeds[0:2], input_size, scale_range)
+        image, mask = random_flip(image, mask, seeds[2])
+        return _with_shapes(image, mask, input_size)
     image, mask = random_crop_or_resize(image, mask, seeds[0:2], input_size, resize_before_crop)
     image, mask = random_flip(image, mask, seeds[2])
     image = color_jitter(image, seeds[3:6])
@@ -161,6 +205,7 @@ def make_dataset(
     input_size: tuple[int, int] | None = (384, 384),
     augment: bool = False,
     resize_before_crop: tuple[int, int] = (444, 444),
+    scale_range: tuple[float, float] | None = None,
     shuffle: bool = False,
     repeat: bool | int = False,
     seed: int | None = None,
@@ -177,14 +222,18 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 [B,H,W,3] in [0,1], labels uint8 [B,H,W])`` for a split.
 
-    ``split`` is resolved by :func:`training.data.voc.resolve_split` with ``split_seed`` and,
+    ``split`` is resolved by the root's layout (:func:`training.data.layouts.open_layout`:
+    :func:`training.data.voc.resolve_split`, SBD's ``train_aug``, Cityscapes' folders) with
+    ``split_seed`` and,
     for a root with one list, ``val_fraction`` and ``test_fraction`` (``ids`` overrides it).
     Labels are checked for ``num_classes`` (default: the root's labelmap's).
     ``seed`` makes shuffling and augmentation reproducible; every epoch (repetition) draws a
     new order and new augmentations, a function of ``(seed, epoch)`` only: ``first_epoch=k``
     starts the stream at epoch k, as a resumed training run needs. Without ``repeat`` the
     dataset is one epoch, the same one each time it is iterated. ``input_size=None`` keeps each
-    image at its own size (evaluation only, batch 1). ``cache`` keeps decoded uint8
+    image at its own size (evaluation only, batch 1). ``scale_range`` (low, high) augments
+    with DeepLab's random scale instead of the book's crop-or-resize (:func:`augment_sample`).
+    ``cache`` keeps decoded uint8
     pairs in memory (True) or in a file (a path).
     """
     if input_size is None:  # each image at its own size, as full-resolution evaluation wants
@@ -199,9 +248,9 @@ def make_dataset(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    layout = open_layout(voc_root)  # VOC / CVAT (+ SBD's train_aug), or Cityscapes
     if ids is None:
-        ids = voc.resolve_split(
-            voc_root,
+        ids = layout.resolve_split(
             split,
             seed=split_seed,
             val_fraction=val_fraction,
@@ -211,9 +260,9 @@ def make_dataset(
     if not ids:
         raise ValueError(f"split {split!r} of {voc_root} is empty")
     index_dir = prepare_index_masks(
-        voc_root, ids, index_dir, num_classes=num_classes, progress=progress
+        layout, ids, index_dir, num_classes=num_classes, progress=progress
     )
-    image_files = [str(voc.image_path(voc_root, i)) for i in ids]
+    image_files = [str(layout.image_path(i)) for i in ids]
     mask_files = [str(index_mask_path(index_dir, i)) for i in ids]
 
     pairs = tf.data.Dataset.from_tensor_slices((image_files, mask_files))
@@ -235,6 +284,7 @@ def make_dataset(
                     tf.stack([augment_key, position]),
                     input_size=input_size,
                     resize_before_crop=resize_before_crop,
+                    scale_range=scale_range,
                 ),
                 num_parallel_calls=AUTOTUNE,
             )

@@ -140,8 +140,10 @@ class RunState(keras.callbacks.Callback):
             return 0
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.read_dir / state["weights"])
-        model.optimizer.learning_rate.assign(state["learning_rate"])
+        model.load_weights(self.read_dir / state["weights"])  # optimizer.iterations included
+        rate = model.optimizer.learning_rate
+        if isinstance(rate, keras.Variable):  # a schedule follows iterations by itself
+            rate.assign(state["learning_rate"])
         self._pending = state
         log.info("resuming after epoch %d from %s", epochs_done, self.read_dir)
         return epochs_done

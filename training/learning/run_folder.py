@@ -40,6 +40,8 @@ def model_from_config(
         output_stride=config.output_stride,
         backbone_weights=backbone_weights,
         bn_momentum=config.bn_momentum,
+        decoder=config.decoder,
+        sync_batch_norm=config.sync_batch_norm,
     )
 
 

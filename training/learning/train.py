@@ -36,6 +36,7 @@ from training.learning.losses import (
     count_class_pixels,
 )
 from training.learning.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
+from training.learning.optimizer import make_optimizer
 from training.learning.replicated import ReplicatedModel
 from training.learning.resume import BestWeights, RunState, is_complete
 from training.learning.run_folder import RunFolder, model_from_config
@@ -97,15 +98,20 @@ def fixed_class_weights(config: TrainConfig) -> np.ndarray:
 
 
 def compile_model(
-    config: TrainConfig, *, backbone_weights: str | None, replicated: bool = False
+    config: TrainConfig,
+    *,
+    backbone_weights: str | None,
+    replicated: bool = False,
+    total_steps: int = 1,
 ) -> keras.Model:
-    """The model of ``config``, compiled with Adam, the chosen loss and the three metrics;
-    ``replicated``: a :class:`ReplicatedModel`, for ``fit`` over several replicas."""
+    """The model of ``config``, compiled with its optimizer (:func:`make_optimizer`; a poly
+    schedule spans ``total_steps``), the chosen loss and the three metrics; ``replicated``: a
+    :class:`ReplicatedModel`, for ``fit`` over several replicas."""
     model = model_from_config(config, backbone_weights=backbone_weights)
     if replicated:
         model = ReplicatedModel.of(model)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.lr),
+        optimizer=make_optimizer(config, total_steps),
         loss=make_loss(config),
         metrics=[
             PixelAccuracy(config.num_classes),
@@ -161,15 +167,24 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
             f"{config.batch_size}"
         )
     best = BestWeights(run.best_weights)
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=0.1, patience=config.reduce_lr_patience, min_lr=1e-8
-    )
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience
-    )
+    # A schedule owns the rate: ReduceLROnPlateau cannot set it (Keras refuses), and early
+    # stopping would cut the schedule short unless asked for.
+    watched: list[keras.callbacks.Callback] = [best]
+    if config.lr_schedule == "plateau":
+        watched.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.1, patience=config.reduce_lr_patience, min_lr=1e-8
+            )
+        )
+    if config.early_stopping_patience is not None:
+        watched.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.early_stopping_patience
+            )
+        )
     state = RunState(
         run.state,
-        watched=[best, reduce_lr, early_stopping],
+        watched=watched,
         epochs=config.epochs,
         read_dir=chief.state,
     )
@@ -192,12 +207,17 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
             f"--batch-size {config.batch_size} is the global batch: it must split evenly "
             f"over the {replicas} replicas (GPUs or workers)"
         )
+    # The stream resumes exactly where the killed run left it: data passes (epochs of the
+    # split) are seeded by their index, and a Keras epoch may be shorter or longer than one.
+    batches_per_pass = len(lists[config.train_split]) // config.batch_size
+    steps_per_epoch = config.steps_per_epoch or batches_per_pass
     with strategy.scope():
         # A resumed run loads every weight from its state: no ImageNet download needed.
         model = compile_model(
             config,
             backbone_weights=None if saved else config.backbone_weights,
             replicated=replicas > 1,
+            total_steps=config.epochs * steps_per_epoch,
         )
         initial_epoch = state.restore(model, csv_log=run.log)
     run.write_config(
@@ -216,16 +236,13 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
         **config.split_options(),
         num_classes=config.num_classes,
     )
-    # The stream resumes exactly where the killed run left it: data passes (epochs of the
-    # split) are seeded by their index, and a Keras epoch may be shorter or longer than one.
-    batches_per_pass = len(lists[config.train_split]) // config.batch_size
-    steps_per_epoch = config.steps_per_epoch or batches_per_pass
     consumed = initial_epoch * steps_per_epoch
     train_data = make_dataset(
         config.data,
         config.train_split,
         augment=True,
         resize_before_crop=config.resize_before_crop,
+        scale_range=config.scale_range if config.augmentation == "random_scale" else None,
         shuffle=True,
         repeat=True,
         seed=config.seed,
@@ -239,9 +256,8 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
     sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_data, val_data = train_data.with_options(sharding), val_data.with_options(sharding)
     callbacks = [
-        best,
-        reduce_lr,
-        early_stopping,
+        *watched,
+        LearningRateLog(),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(run.log, append=True),
         CurvesCallback(run.log, run.curves),
@@ -259,6 +275,16 @@ def train(config: TrainConfig, *, verbose: int | str = "auto") -> TrainResult:
         verbose=verbose,
     )
     return _result(run, state.saved() or {}, best=best.best, diverged=state.diverged)
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Puts the rate of the next step into the epoch's logs (``log.csv``'s ``learning_rate``)
+    where no ReduceLROnPlateau does it, as under a schedule."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "learning_rate" not in logs:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
 
 
 def _result(run: RunFolder, saved: dict, *, best, diverged: bool) -> TrainResult:
