@@ -229,10 +229,18 @@ class ExportOptions:
     """Also warm up batches of these sizes (a GPU server that batches; on CPUs they slow later
     single-frame requests)."""
     optimizations: InferenceOptimizations = InferenceOptimizations()
+    scales: tuple[float, ...] = PLAIN_SCALES
+    """Multi-scale inference in the served graph: the network at each factor of the network
+    size, softmax averaged (slower, more accurate: ``evaluate --scales`` measures both)."""
+    flip: bool = False
+    """Also average the mirror image's softmax (twice the network's work)."""
 
     def __post_init__(self):
         _choice("precision", self.precision, PRECISIONS)
         _choice("resize", self.resize, RESIZE_MODES)
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must be positive factors, got {self.scales}")
         if self.version is not None and self.version < 1:
             raise ValueError(f"version must be a positive integer, got {self.version}")
         for name in ("min_agreement", "min_float32_agreement"):

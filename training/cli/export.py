@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli.args import batch_sizes_arg, input_size_arg, share_arg, with_default
+from training.cli.args import batch_sizes_arg, input_size_arg, scales_arg, share_arg, with_default
 from training.config import (
     DEFAULT_MIN_AGREEMENT,
     DEFAULT_MIN_INT8_AGREEMENT,
@@ -44,6 +44,8 @@ def _export(args: argparse.Namespace) -> int:
             native_dilation=args.native_dilation,
             fold_batch_norms=args.fold_batch_norms,
         ),
+        scales=args.scales,
+        flip=args.flip,
     )
     if args.replace:
         removed = remove_versions_of_run(args.models_dir / options.name, args.run)
@@ -145,6 +147,19 @@ def add_export_commands(commands: argparse._SubParsersAction) -> None:
         action="store_false",
         help="keep batch normalization as separate ops instead of folding it into the "
         "convolutions' weights",
+    )
+    p.add_argument(
+        "--scales",
+        type=scales_arg,
+        **with_default(
+            ExportOptions,
+            "scales",
+            "multi-scale inference in the served graph, e.g. 0.75,1.0,1.25 (slower, more "
+            "accurate; evaluate --scales measures both)",
+        ),
+    )
+    p.add_argument(
+        "--flip", action="store_true", help="also average the mirror image's softmax (slower)"
     )
     p.set_defaults(func=_export)
 

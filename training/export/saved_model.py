@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from client import contract
-from training.config import RESIZE_MODES, ExportOptions, TrainConfig
+from training.config import PLAIN_SCALES, RESIZE_MODES, ExportOptions, TrainConfig
 from training.export.rewrites import optimize_for_inference
 from training.export.verify import VerificationReport, verification_frames, verify_saved_model
 from training.export.warmup import DEFAULT_WARMUP_SIZES, write_warmup_requests
@@ -59,8 +59,15 @@ InputSpecs = tuple[tf.TensorSpec, ...]
 """A signature's inputs, in the order its function takes them."""
 
 
-def serving_functions(model: keras.Model, metadata: dict) -> dict[str, tuple[Callable, InputSpecs]]:
+def serving_functions(
+    model: keras.Model,
+    metadata: dict,
+    *,
+    scales: Sequence[float] = PLAIN_SCALES,
+    flip: bool = False,
+) -> dict[str, tuple[Callable, InputSpecs]]:
     """The contract's three signatures around ``model``: name → (function, input specs).
+    ``scales``/``flip``: multi-scale inference (``export --scales … --flip``).
 
     ``metadata`` is :func:`model_metadata`'s dict, so the ``metadata`` signature answers what
     ``export.json`` and the TFLite sidecar say. The functions take their input by the name the
@@ -75,6 +82,8 @@ def serving_functions(model: keras.Model, metadata: dict) -> dict[str, tuple[Cal
         input_size=tuple(metadata[contract.INPUT_SIZE]),
         output_stride=metadata[contract.OUTPUT_STRIDE],
         resize=resize,
+        scales=tuple(scales),
+        flip=flip,
     )
 
     def logits(images: tf.Tensor) -> tf.Tensor:
@@ -153,7 +162,9 @@ def stage_version(
     precision, resize = options.precision, options.resize
     model = run.load_model(precision)
     served = optimize_for_inference(model, options.optimizations)
-    save_serving_model(staging, serving_functions(served, model_metadata(config, resize)))
+    inference = dict(scales=options.scales, flip=options.flip)  # multi-scale, or one pass
+    metadata = model_metadata(config, resize)
+    save_serving_model(staging, serving_functions(served, metadata, **inference))
     write_warmup_requests(staging, options.name, warmup_sizes, options.warmup_batches)
     # float32: the served graph against the model as trained. Reduced precision rounds the
     # folded weights differently from a batch norm, so the same-precision reference is the
@@ -167,7 +178,10 @@ def stage_version(
             references,
             verification_frames(run, config),
             graph_options=dict(
-                input_size=config.input_size, output_stride=config.output_stride, resize=resize
+                input_size=config.input_size,
+                output_stride=config.output_stride,
+                resize=resize,
+                **inference,
             ),
             precision=precision,
             min_agreement=options.min_agreement,
@@ -185,6 +199,8 @@ def stage_version(
         "run": str(run.path.resolve()),
         "precision": precision,
         "optimizations": options.optimizations.to_json(),
+        "scales": list(options.scales),
+        "flip": options.flip,
         "backbone": config.backbone,
         **model_metadata(config, resize),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -279,7 +279,8 @@ class Checker:
             )
         sizes = DEFAULT_OUTPUT_SIZE if output_size is None else (output_size,)
         reference = self.expected(self.references[self.precision], pixels, sizes)
-        size = network_size(tf.shape(pixels)[1:3], **self.graph_options).numpy()
+        sizing = {k: self.graph_options[k] for k in ("input_size", "output_stride", "resize")}
+        size = network_size(tf.shape(pixels)[1:3], **sizing).numpy()
         confidence_diff = np.abs(
             outputs[CONFIDENCE].astype(int) - reference[CONFIDENCE].astype(int)
         )

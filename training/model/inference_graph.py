@@ -23,13 +23,14 @@ book, distorting frames of another aspect ratio.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
 from client.contract import CLASS_MAP, CONFIDENCE, INPUT_DEFAULTS, OUTPUT_SIZE
-from training.config import RESIZE_MODES
+from training.config import PLAIN_SCALES, RESIZE_MODES
 from training.data.pipeline import normalize_image
+from training.model.multiscale import multiscale_probabilities
 
 DEFAULT_OUTPUT_SIZE = INPUT_DEFAULTS[OUTPUT_SIZE]
 """``output_size`` when a request leaves it out: the frame's own size."""
@@ -120,12 +121,16 @@ def segment_frames(
     output_stride: int,
     resize: str = "aspect",
     output_size: tf.Tensor | None = None,
+    scales: Sequence[float] = PLAIN_SCALES,
+    flip: bool = False,
 ) -> dict[str, tf.Tensor]:
     """``class_map`` and ``confidence``, uint8 ``[N,H,W]``, for uint8 RGB ``frames [N,H,W,3]``
     (``[N,h,w]`` for an ``output_size`` ``[[h, w]]``, see :func:`requested_size`).
 
     ``model`` maps float32 images in [0, 1] to logits ``[N,h,w,C]`` (a Keras model, or any
-    callable with that contract)."""
+    callable with that contract). ``scales`` other than one plain pass, or ``flip``, average
+    the softmax of several passes (:mod:`training.model.multiscale`: an export option for
+    servers that can afford it)."""
     non_empty = tf.debugging.assert_positive(
         tf.shape(frames)[1:3], message="frames must be at least 1×1 pixels"
     )
@@ -135,6 +140,15 @@ def segment_frames(
         frame_size, input_size=input_size, output_stride=output_stride, resize=resize
     )
     out_size = None if output_size is None else requested_size(output_size, frame_size)
+    if tuple(scales) != PLAIN_SCALES or flip:
+        probabilities = multiscale_probabilities(
+            model, normalize_image(frames), scales=scales, flip=flip, size=size, out_size=out_size
+        )
+        top_probability, top_class = tf.math.top_k(probabilities, k=1)
+        return {
+            CLASS_MAP: tf.cast(top_class[..., 0], tf.uint8),
+            CONFIDENCE: tf.cast(tf.round(top_probability[..., 0] * 255.0), tf.uint8),
+        }
     logits = logits_at_frame_size(model, normalize_image(frames), size, out_size)
     # One pass finds the winning class and its logit (top_k breaks ties towards the lower
     # index, like argmax); its softmax probability is 1 / Σ exp(logit - top logit). At a

@@ -30,9 +30,11 @@ def multiscale_probabilities(
     scales: Sequence[float] = PLAIN,
     flip: bool = False,
     size: tf.Tensor | None = None,
+    out_size: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """float32 softmax ``[N,H,W,C]`` averaged over ``scales`` × (image, mirror image if
-    ``flip``), at the size of ``images`` (float32 ``[N,H,W,3]`` in [0, 1]).
+    ``flip``), at the size of ``images`` (float32 ``[N,H,W,3]`` in [0, 1]), or at ``out_size``
+    (int32 ``[2]``: a planner's ``output_size``, the logits resized straight to it).
 
     ``model`` maps such images to logits ``[N,h,w,C]`` at its input's size (a Keras model, or
     any callable with that contract). Scale 1.0 runs the network at ``size`` (int32 ``[2]``;
@@ -42,6 +44,7 @@ def multiscale_probabilities(
         raise ValueError(f"scales must be positive factors, got {tuple(scales)}")
     frame_size = tf.shape(images)[1:3]
     base = tf.cast(frame_size if size is None else size, tf.float32)
+    answer_size = frame_size if out_size is None else out_size
     count = tf.shape(images)[0]
     total = None
     for scale in scales:
@@ -50,7 +53,7 @@ def multiscale_probabilities(
         if flip:
             batch = tf.concat([batch, tf.reverse(batch, axis=[2])], axis=0)
         logits = tf.cast(model(batch), tf.float32)
-        logits = tf.image.resize(logits, frame_size, method="bilinear")
+        logits = tf.image.resize(logits, answer_size, method="bilinear")
         probabilities = tf.nn.softmax(logits, axis=-1)
         if flip:
             probabilities = probabilities[:count] + tf.reverse(probabilities[count:], axis=[2])

@@ -430,6 +430,40 @@ def test_export_verifies_on_real_voc_frames(voc_sample, tmp_path):
     assert not report.verification.notes
 
 
+def test_a_multi_scale_export_averages_the_softmax_of_its_scales_and_mirror(
+    small_run, exported, tmp_path
+):
+    """``export --scales 0.5,1.0 --flip``: the served graph is the verified multi-scale one."""
+    from training.model.multiscale import multiscale_probabilities
+
+    argv = ["export", f"--run={small_run.path}", f"--models-dir={tmp_path}"]
+    assert main([*argv, "--scales=0.5,1.0", "--flip"]) == 0
+    version = tmp_path / "deeplabv3" / "1"
+    info = contract.read_export_info(version)
+    assert info["scales"] == [0.5, 1.0] and info["flip"] is True
+    assert info["verification"]["agreement"] >= 0.999
+    frames = np.stack([_frame(60, 80, seed=s) for s in range(2)])
+    served = tf.saved_model.load(str(version)).signatures["serving_default"]
+    outputs = served(images=frames, output_size=[[0, 0]])
+    config, model = small_run.read_config(), small_run.load_model()
+    size = network_size(
+        tf.constant([60, 80]), input_size=config.input_size, output_stride=config.output_stride
+    )
+    probabilities = multiscale_probabilities(
+        lambda x: model(x, training=False),
+        tf.constant(frames, tf.float32) / 255.0,
+        scales=(0.5, 1.0),
+        flip=True,
+        size=size,
+    ).numpy()
+    expected = probabilities.argmax(-1)
+    assert (outputs["class_map"].numpy() == expected).mean() >= 0.999
+    plain = call_signature(exported[1].signatures["serving_default"], images=frames)
+    assert not np.array_equal(outputs["confidence"], plain["confidence"])  # another graph
+    small = served(images=frames, output_size=[[15, 20]])  # output_size works here too
+    assert small["class_map"].shape == (2, 15, 20)
+
+
 # --- TFLite ----------------------------------------------------------------------------------
 
 
