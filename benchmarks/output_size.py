@@ -32,6 +32,7 @@ import numpy as np
 
 from client import OnboardSegmenter, Segmentation, SegmentationClient
 from client.synthetic import synthetic_frames
+from training.export.verify import PLANNER_SIZE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving_overhead import start_server, stop_server
@@ -48,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, default=Path("demo_out/runs/demo"))
     parser.add_argument("--frame-size", type=_size, default=(480, 640), metavar="HxW")
-    parser.add_argument("--output-size", type=_size, default=(120, 160), metavar="HxW")
+    parser.add_argument("--output-size", type=_size, default=PLANNER_SIZE, metavar="HxW")
     parser.add_argument("--frames", type=int, default=10, help="frames per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="onboard runtime threads")

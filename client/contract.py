@@ -57,20 +57,23 @@ Serving and the embedded server fill them; Python's loaded signature functions d
 
 @dataclass(frozen=True)
 class Signature:
-    """A signature's name and the names of its input and output tensors; ``optional`` are the
-    inputs with a recorded default (a request may leave them out: TF Serving fills them)."""
+    """A signature's name and the names of its input and output tensors."""
 
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    optional: tuple[str, ...] = ()
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        """The inputs with a recorded default (:data:`INPUT_DEFAULTS`): a request may leave
+        them out, TF Serving fills them."""
+        return tuple(name for name in self.inputs if name in INPUT_DEFAULTS)
 
 
 SEGMENT = Signature(
     "serving_default",
     inputs=(IMAGES, OUTPUT_SIZE),
     outputs=(CLASS_MAP, CONFIDENCE),
-    optional=(OUTPUT_SIZE,),
 )
 """uint8 RGB ``[N,H,W,3]`` → uint8 ``class_map`` and ``confidence`` ``[N,H,W]``; an optional
 int32 ``output_size`` ``[1,2]`` or ``[N,2]`` (rows alike, default ``[[0, 0]]``: the frame's
@@ -79,7 +82,6 @@ SEGMENT_JPEG = Signature(
     "segment_jpeg",
     inputs=(JPEG, OUTPUT_SIZE),
     outputs=(CLASS_MAP, CONFIDENCE),
-    optional=(OUTPUT_SIZE,),
 )
 """Encoded JPEG or PNG strings ``[N]`` → the same outputs at each decoded image's size (or at
 ``output_size``)."""
@@ -87,7 +89,6 @@ METADATA = Signature(
     "metadata",
     inputs=(METADATA_REQUEST,),
     outputs=(CLASS_NAMES, PALETTE, INPUT_SIZE, OUTPUT_STRIDE),
-    optional=(METADATA_REQUEST,),
 )
 """int32 ``[N]`` (a recorded default ``[0]``) → the model's classes, colours and sizes."""
 

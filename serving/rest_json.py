@@ -349,16 +349,26 @@ def _tensor(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
     return proto
 
 
+def _plain_input(infos: Mapping[str, meta_graph_pb2.TensorInfo], defaults) -> str | None:
+    """The input a plain (unnamed) value is for: the signature's one input, or, a leniency of
+    ours, its one input without a default (``images`` beside an optional ``output_size``, so
+    clients from before that input keep working; TF Serving refuses them)."""
+    if len(infos) == 1:
+        return next(iter(infos))
+    required = [name for name in infos if name not in defaults]
+    return required[0] if len(required) == 1 else None
+
+
 def _columns(value: object, infos: Mapping[str, meta_graph_pb2.TensorInfo], defaults) -> dict:
     """The ``inputs`` value: one tensor (a signature of one input), or an object of them."""
     if not isinstance(value, dict) or _is_b64(value):
-        if len(infos) > 1:
+        name = _plain_input(infos, defaults)
+        if name is None:
             raise invalid(
                 "inputs is a plain value/list, but expecting an object as multiple input "
                 "tensors required as per tensorinfo_map"
             )
-        ((name, info),) = infos.items()
-        return {name: _converted(value, info.dtype)}
+        return {name: _converted(value, infos[name].dtype)}
     tensors = {}
     for name, info in sorted(infos.items()):
         if name not in value:
@@ -380,10 +390,12 @@ def _is_named(value: object) -> bool:
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def _rows(instances: list, infos: Mapping[str, meta_graph_pb2.TensorInfo]) -> dict:
+def _rows(instances: list, infos: Mapping[str, meta_graph_pb2.TensorInfo], defaults) -> dict:
     """The ``instances`` list: each item one row of every input (an object of named inputs,
-    or the one input's value), all rows of an input the same shape; stacked on axis 0."""
-    if not _is_named(instances[0]) and len(infos) > 1:
+    or the one input's value), all rows of an input the same shape; stacked on axis 0.
+    Inputs with a default may be left out of every row (as of the ``inputs`` object)."""
+    plain_name = _plain_input(infos, defaults)
+    if not _is_named(instances[0]) and plain_name is None:
         raise invalid(
             "instances is a plain list, but expecting list of objects as multiple input tensors "
             "required as per tensorinfo_map"
@@ -414,11 +426,13 @@ def _rows(instances: list, infos: Mapping[str, meta_graph_pb2.TensorInfo]) -> di
             got, wanted = ("list", "object") if named else ("object", "value/list")
             raise invalid(f"Expecting {wanted} but got {got} at item {index} of input list")
         if not named:
-            add(item, next(iter(infos)), index, "")
+            add(item, plain_name, index, "")
             continue
         for key, value in item.items():
             add(value, key, index, f" key: {echo(key)}")
-        if set(item) != set(infos):
+        keys = set(item)
+        required = {n for n in infos if n not in defaults}
+        if not required <= keys <= set(infos) or keys != set(instances[0]):
             raise invalid(
                 f"Failed to process element: {index} of 'instances' list. JSON object: "
                 f"{show(item)} must only have keys: {','.join(sorted(infos))}"
@@ -446,7 +460,7 @@ def request_inputs(
             raise invalid(f"JSON Value: {show(doc)} Excepting 'instances' to be an list/array")
         if not instances:
             raise invalid(f"JSON Value: {show(doc)} No values in 'instances' array")
-        return Form.ROW, _rows(instances, infos)
+        return Form.ROW, _rows(instances, infos, signature.defaults)
     if has_columns:
         return Form.COLUMNAR, _columns(doc["inputs"], infos, signature.defaults)
     raise invalid("Missing 'inputs' or 'instances' key")

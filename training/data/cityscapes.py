@@ -149,10 +149,11 @@ class CityscapesFolders:
 
     def split_names(self) -> list[str]:
         """The splits whose image folders exist, in train, val, test order (others after)."""
+        # Built whole, then published: worker threads (data check) may ask at once.
         if self._names is None:
             present = [p.name for p in sorted((self.root / IMAGE_DIR).iterdir()) if p.is_dir()]
-            self._names = [s for s in SPLITS if s in present]
-            self._names += [s for s in present if s not in SPLITS]
+            names = [s for s in SPLITS if s in present]
+            self._names = names + [s for s in present if s not in SPLITS]
         return self._names
 
     def images(self, split: str) -> dict[str, Path]:
@@ -179,10 +180,11 @@ class CityscapesFolders:
 
     def split_of(self, sample_id: str) -> str:
         """The split folder that holds ``sample_id`` (all of them scanned once)."""
-        if self._split_of is None:
-            self._split_of = {}
+        if self._split_of is None:  # built whole, then published (threads may ask at once)
+            split_of: dict[str, str] = {}
             for split in reversed(self.split_names()):  # the first split wins a repeated id
-                self._split_of.update(dict.fromkeys(self.images(split), split))
+                split_of.update(dict.fromkeys(self.images(split), split))
+            self._split_of = split_of
         if sample_id not in self._split_of:
             raise KeyError(f"id {sample_id!r} is in no split of {self.root / IMAGE_DIR}")
         return self._split_of[sample_id]

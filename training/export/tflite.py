@@ -129,10 +129,11 @@ def fixed_network_size(config: TrainConfig, options: TfliteOptions) -> tuple[int
 
 def _representative(run: RunFolder, config: TrainConfig, size: tuple[int, int]):
     """Calibration frames from the run's training split, resized as the runner resizes."""
-    frames = real_frames(run, config, REPRESENTATIVE_FRAMES, lists=("train.txt",))
+    train_list = f"{config.train_split}.txt"  # train.txt, train_aug.txt, …
+    frames = real_frames(run, config, REPRESENTATIVE_FRAMES, lists=(train_list,))
     if not frames:
         raise FileNotFoundError(
-            f"{run.splits / 'train.txt'}: no training frame found under {config.data} "
+            f"{run.splits / train_list}: no training frame found under {config.data} "
             "(int8 calibrates on the run's training split)"
         )
     pixels = [cv2.resize(f.pixels, size[::-1], interpolation=cv2.INTER_LINEAR) for f in frames]

@@ -62,10 +62,12 @@ def real_frames(
     run: RunFolder,
     config: TrainConfig,
     count: int = 2,
-    lists: tuple[str, ...] = ("val.txt", "train.txt"),
+    lists: tuple[str, ...] | None = None,
 ) -> list[Frame]:
-    """The first ``count`` images of the run's split ``lists`` (in that order) that exist on
-    this machine."""
+    """The first ``count`` images of the run's split ``lists`` (in that order; default: its
+    validation, then its training split) that exist on this machine."""
+    if lists is None:
+        lists = (f"{config.val_split}.txt", f"{config.train_split}.txt")
     frames = []
     layout = open_layout(config.data)  # VOC's, a CVAT export's or Cityscapes' files
     for list_name in lists:

@@ -52,7 +52,7 @@ def _request(model_name: str, signature: str, name: str, tensor) -> predict_pb2.
         model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
     )
     request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor))
-    if len(tensor) > 1:
+    if len(tensor) > 1 and contract.OUTPUT_SIZE in contract.SIGNATURES[signature].inputs:
         # TF Serving's batching needs every input to have the frames' dimension 0; the
         # default output size has one row, so a batch sends one row per frame.
         rows = np.zeros((len(tensor), 2), np.int32)

@@ -159,6 +159,11 @@ def evaluate_run(
             f"({', '.join(labelled.names)} vs {', '.join(config.class_names)}, "
             "with their colours): evaluate on data labelled with the run's labelmap.txt"
         )
+    if layout.kind == "cityscapes" and split == "test":
+        raise ValueError(
+            f"{data}: Cityscapes' test split has no public labels (its gtFine masks are "
+            "placeholders): evaluate --split val"
+        )
     output_stride = output_stride or config.output_stride
     scales = tuple(float(scale) for scale in scales)
     model = load_at_output_stride(run, output_stride, precision)

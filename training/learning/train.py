@@ -139,6 +139,12 @@ def _check_resumable(run: RunFolder, config: TrainConfig, lists: dict[str, list[
     """A saved run continues only with the same options and the same split lists."""
     saved = run.read_config()
     differences = saved.differences(config, ignore=RESUMABLE_CHANGES)
+    if config.lr_schedule == "poly" and saved.epochs != config.epochs:
+        # The poly schedule spans the whole run: more epochs would lift a decayed rate again.
+        differences.append(
+            f"epochs {saved.epochs} → {config.epochs}: the poly schedule spans the run's "
+            "epochs (resume with the same --epochs)"
+        )
     for name, ids in lists.items():
         recorded = run.splits / f"{name}.txt"
         if recorded.is_file() and voc.read_split_list(recorded) != ids:

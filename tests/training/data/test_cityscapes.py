@@ -156,3 +156,17 @@ def test_train_and_evaluate_record_cityscapes_classes(city_root, tmp_path, capsy
     printed = capsys.readouterr().out.splitlines()
     scores = json.loads(next(line for line in printed if line.startswith("{")))
     assert scores["images"] == 4 and list(scores["per_class_iou"]) == list(labelmap.names)
+
+    # Exported and verified on the run's own Cityscapes frames; the metadata signature answers
+    # the official names and colours.
+    import tensorflow as tf
+
+    from training.export.publish import export_run
+
+    report = export_run(run, tmp_path / "models", warmup_sizes=((HEIGHT, WIDTH),))
+    assert report.verification.passed
+    checked = [row.check for row in report.verification.rows]
+    assert checked[:2] == open_layout(city_root).resolve_split("val")[:2]  # real frames
+    metadata = tf.saved_model.load(str(report.path)).signatures["metadata"](request=[0])
+    assert [n.decode() for n in metadata["class_names"].numpy()[0]] == list(labelmap.names)
+    assert [tuple(c) for c in metadata["palette"].numpy()[0].tolist()] == list(labelmap.colors)

@@ -554,6 +554,12 @@ def test_the_exported_signatures_carry_exactly_the_contracts_names(exported_vers
     for name, expected in contract.SIGNATURES.items():
         assert set(signatures[name].inputs) == set(expected.inputs), name
         assert set(signatures[name].outputs) == set(expected.outputs), name
+        # The inputs the contract calls optional are exactly those the SignatureDef defaults.
+        defaults = {k: tf.make_ndarray(v).tolist() for k, v in signatures[name].defaults.items()}
+        assert set(defaults) == set(expected.optional), name
+        for key, value in defaults.items():
+            assert value == [list(v) if isinstance(v, tuple) else v
+                             for v in contract.INPUT_DEFAULTS[key]], (name, key)  # fmt: skip
     assert (exported_version / contract.EXPORT_INFO_PATH).is_file()
     assert (exported_version / contract.WARMUP_PATH).is_file()
 

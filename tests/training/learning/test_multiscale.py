@@ -115,9 +115,8 @@ def test_output_stride_8_reuses_the_output_stride_16_weights(os16_run):
     assert rates == {f"aspp_rate{r}_conv": (r, r) for r in (12, 24, 36)}
     # Batch statistics: untrained weights in inference mode give nearly constant logits.
     images = tf.random.stateless_uniform([2, 48, 48, 3], seed=[3, 3])
-    same16 = os16(images, training=True).numpy()
-    np.testing.assert_array_equal(same16, os16(images, training=True).numpy())
-    assert np.abs(same16 - os8(images, training=True).numpy()).max() > 0.1
+    # Same weights, other rates: another function of the image.
+    assert np.abs(os16(images, training=True) - os8(images, training=True)).max() > 0.1
 
 
 def test_evaluate_at_output_stride_8_with_scales_and_flip_writes_its_own_folder(os16_run, capsys):
