@@ -340,9 +340,12 @@ class OnboardSegmenter:
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if color == "bgr" else frame
         inputs = {contract.IMAGES: np.ascontiguousarray(rgb)[np.newaxis]}
         answered_size = network_size
-        if self._takes_output_size:  # the model resizes its logits to the maps' size
-            inputs[contract.OUTPUT_SIZE] = np.int32([size if self.output_size else (0, 0)])
-            answered_size = size
+        if self._takes_output_size:
+            # The model resizes its logits to the maps' size when it can: at most the size of
+            # what it is given (the frame, or the runner's network size); else its own size.
+            fits = size[0] <= network_size[0] and size[1] <= network_size[1]
+            answered_size = size if fits else network_size
+            inputs[contract.OUTPUT_SIZE] = np.int32([size if fits else (0, 0)])
         wanted = contract.SEGMENT.outputs if confidence else (contract.CLASS_MAP,)
         prepared = time.perf_counter()
         with self._lock:

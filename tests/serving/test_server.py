@@ -225,8 +225,8 @@ BAD_REQUESTS = {
     ),
     "missing input": (
         lambda: _request(),
-        "input size does not match signature: 0!=1 len({}) != len({images}). Sent extra: {}. "
-        "Missing but required: {images}.",
+        "input size does not match signature: 0!=2 len({}) != len({images,output_size}). "
+        "Sent extra: {}. Missing but required: {images}.",  # output_size has a default
     ),
     "extra input": (
         lambda: (
