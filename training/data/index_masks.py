@@ -92,7 +92,9 @@ def prepare_index_masks(
         report = inspect_sample(layout, sample_id, num_classes, keep_mask=True, labelmap=labelmap)
         if not report.problems:
             target = index_mask_path(index_dir, sample_id)
-            partial = target.with_name(target.name + ".tmp.png")
+            # A name of this process's own: the workers of a multi-worker run convert the same
+            # root at once, and a shared temporary name lets one rename the other's away.
+            partial = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
             if not cv2.imwrite(str(partial), report.mask):
                 return [Problem(partial, "could not write the index mask")]
             partial.replace(target)  # atomic: a reader never sees half a file
@@ -145,6 +147,6 @@ def _read_manifest(index_dir: Path, key: dict[str, object]) -> dict[str, list[in
 
 
 def _write_manifest(index_dir: Path, key: dict[str, object], sources: dict[str, list[int]]) -> None:
-    partial = index_dir / (MANIFEST_NAME + ".tmp")
+    partial = index_dir / f"{MANIFEST_NAME}.{os.getpid()}.tmp"  # per process, as above
     partial.write_text(json.dumps({**key, "sources": sources}))
     partial.replace(index_dir / MANIFEST_NAME)
